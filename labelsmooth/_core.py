@@ -1,0 +1,203 @@
+"""Backend-neutral numerical core shared by every public function.
+
+All functions here take a required namespace ``xp``, assume validated inputs and work with
+the class axis *last*. The public layer (``_api.py``) moves the class axis, casts to the
+working dtype and validates; the math of the loss and of its gradient lives only here.
+
+Notation (one row): ``z`` logits, ``m = max_k z_k`` over the allowed classes,
+``shifted = z - m <= 0``, ``d = -shifted >= 0``, ``s = sum_k exp(shifted_k)``.
+Every smoothed cross-entropy in this package is written as
+
+    loss = sum_k c_k (-log p_k) = T * log(s) + sum_k c_k d_k,      T = sum_k c_k,
+
+with non-negative "target weights" ``c`` (``c = q'`` unweighted, ``c = w * q'`` or
+PyTorch's ``(1-eps) w_y e_y + eps u * w`` weighted). Both terms are sums of non-negative
+numbers, so no large quantities are subtracted: the loss is shift-invariant to rounding.
+Its gradient with respect to the logits is ``T * p - c``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "LabelTargets",
+    "RowSoftmax",
+    "dense_target_terms",
+    "label_target_terms",
+    "row_softmax",
+]
+
+_INF = float("inf")
+
+
+@dataclass
+class RowSoftmax:
+    """Per-row softmax statistics (class axis last, kept with size 1)."""
+
+    shifted: Any  # z - m, working dtype; -inf on masked classes
+    shift: Any  # m (0 where the row has no finite maximum), working dtype
+    exp_shifted: Any  # exp(shifted), working dtype
+    log_sum: Any  # log(s), accumulation dtype
+    sum_exp: Any  # s, accumulation dtype
+
+
+def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
+    """Max-shifted exponentials and ``log(sum(exp))`` of each row.
+
+    ``log(s)`` is formed as ``log1p(s - 1)`` with the (exact) unit term of the maximum kept
+    out of the sum, so rows dominated by one class keep full relative precision
+    (``log(1 + 1e-20)`` is ``1e-20``, not 0), as in ``scipy.special.logsumexp``.
+    """
+    if allowed is not None:
+        z = xp.where(allowed, z, -_INF)
+    shift = xp.max(z, axis=-1, keepdims=True)
+    # A row of all -inf (or holding +inf / NaN) has no finite maximum: shift by 0 instead,
+    # so -inf rows give exp = 0 and log-sum-exp = -inf rather than NaN (IEEE limit).
+    shift = xp.where(xp.isfinite(shift), shift, 0.0)
+    shifted = z - shift
+    exp_shifted = xp.exp(shifted)
+    at_max = shifted == 0.0
+    # Sum of the terms below the maximum; the maxima contribute exactly 1 each.
+    rest = xp.sum(xp.where(at_max, 0.0, exp_shifted), axis=-1, keepdims=True, dtype=acc_dtype)
+    n_max = xp.sum(xp.astype(at_max, acc_dtype), axis=-1, keepdims=True)
+    # n_max = 0 only for an all -inf row: log1p(-1) = -inf, the right log-sum.
+    excess = rest + (n_max - 1.0)
+    return RowSoftmax(
+        shifted=shifted,
+        shift=shift,
+        exp_shifted=exp_shifted,
+        log_sum=xp.log1p(excess),
+        sum_exp=excess + 1.0,
+    )
+
+
+def _sum_products(coef: Any, d_source: Any, xp: Any, acc_dtype: Any) -> Any:
+    """``sum_k coef_k * d_k`` with ``d = -shifted``, where a zero coefficient counts 0.
+
+    A class with no target mass contributes nothing even if its logit is ``-inf``
+    (``0 * inf`` is NaN in IEEE arithmetic, 0 in the limit that defines the loss).
+    """
+    product = xp.where(coef == 0.0, 0.0, coef * d_source)
+    return -xp.sum(product, axis=-1, keepdims=True, dtype=acc_dtype)
+
+
+@dataclass
+class LabelTargets:
+    """Target weights of integer labels, never expanded to dense rows.
+
+    ``c = true_coef * e_y + spread_coef * profile`` where ``profile`` (broadcastable to the
+    logits; ``None`` means all ones) is zero on masked classes.
+    """
+
+    labels: Any  # safe labels (in range), batch shape + (1,)
+    true_coef: Any  # acc dtype, batch shape + (1,)
+    spread_coef: Any  # acc dtype, batch shape + (1,), or None when eps == 0
+    profile: Any  # working dtype, broadcastable to logits, or None (ones)
+    total: Any  # T = sum_k c_k, acc dtype
+    weighted_distance: Any  # sum_k c_k d_k, acc dtype
+
+
+def _take_along_last(x: Any, index: Any, xp: Any) -> Any:
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(x, index, axis=-1)
+    # Dask has no take_along_axis: select with a comparison (same result, one more pass).
+    classes = xp.arange(x.shape[-1], dtype=index.dtype, device=x.device)
+    return xp.sum(xp.where(classes == index, x, 0.0), axis=-1, keepdims=True)
+
+
+def label_target_terms(
+    rows: RowSoftmax,
+    labels: Any,
+    *,
+    epsilon: Any,
+    prior: Any,
+    weight: Any,
+    allowed: Any,
+    num_allowed: Any,
+    xp: Any,
+    acc_dtype: Any,
+) -> LabelTargets:
+    """``T`` and ``sum_k c_k d_k`` for integer labels (PyTorch's weighted convention).
+
+    ``epsilon`` is a Python float or an acc-dtype array of shape batch + (1,);
+    ``prior`` is ``None``, ``"others"`` or a working-dtype array broadcastable to the
+    logits, already zero on masked classes and normalised over the allowed ones.
+    ``num_allowed`` is the row count of allowed classes (acc dtype) or the int ``K``.
+    """
+    shifted = rows.shifted
+    labels = labels[..., None]
+    true_distance = -xp.astype(_take_along_last(shifted, labels, xp), acc_dtype)
+    if weight is None:
+        true_weight = 1.0
+    else:
+        true_weight = xp.astype(_take_along_last(
+            xp.broadcast_to(weight, shifted.shape), labels, xp), acc_dtype)
+
+    epsilon_is_zero = isinstance(epsilon, float) and epsilon == 0.0
+    true_coef = (1.0 - epsilon) * true_weight
+    if epsilon_is_zero:
+        total = true_coef
+        weighted_distance = true_coef * true_distance
+        return LabelTargets(labels, true_coef, None, None, total, weighted_distance)
+
+    # The spread part eps * u * w as (row coefficient) x (class profile).
+    if isinstance(prior, str) or prior is None:
+        profile = weight
+        if allowed is not None:
+            profile = xp.where(allowed, 1.0 if weight is None else weight, 0.0)
+        denominator = num_allowed if prior is None else num_allowed - 1.0
+        spread_coef = epsilon / denominator
+        if prior == "others":
+            # u = (allowed - e_y) / (K - 1): take the true class back out of the spread.
+            true_coef = true_coef - spread_coef * true_weight
+    else:
+        profile = prior if weight is None else prior * weight
+        spread_coef = epsilon * 1.0
+
+    if profile is None:
+        profile_sum = num_allowed * 1.0
+        profile_distance = -xp.sum(shifted, axis=-1, keepdims=True, dtype=acc_dtype)
+    else:
+        profile_full = xp.broadcast_to(profile, shifted.shape)
+        profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
+        profile_distance = _sum_products(profile_full, shifted, xp, acc_dtype)
+    total = true_coef + spread_coef * profile_sum
+    spread_distance = spread_coef * profile_distance
+    if not isinstance(epsilon, float):
+        # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
+        spread_distance = xp.where(spread_coef == 0.0, 0.0, spread_distance)
+    weighted_distance = true_coef * true_distance + spread_distance
+    return LabelTargets(labels, true_coef, spread_coef, profile, total, weighted_distance)
+
+
+def label_gradient(
+    rows: RowSoftmax, targets: LabelTargets, row_scale: Any, xp: Any
+) -> Any:
+    """``row_scale * (T * p - c)`` for integer labels, in the working dtype."""
+    work = rows.exp_shifted.dtype
+    prob_coef = xp.astype(targets.total * row_scale / rows.sum_exp, work)
+    grad = prob_coef * rows.exp_shifted
+    if targets.spread_coef is not None:
+        spread = xp.astype(targets.spread_coef * row_scale, work)
+        profile = 1.0 if targets.profile is None else targets.profile
+        grad = grad - spread * profile
+    num_classes = grad.shape[-1]
+    classes = xp.arange(num_classes, dtype=targets.labels.dtype, device=grad.device)
+    hit = classes == targets.labels
+    true_part = xp.astype(targets.true_coef * row_scale, work)
+    return xp.where(hit, grad - true_part, grad)
+
+
+def dense_target_terms(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, Any]:
+    """``T`` and ``sum_k c_k d_k`` for dense target weights ``c``."""
+    total = xp.sum(coef, axis=-1, keepdims=True, dtype=acc_dtype)
+    return total, _sum_products(coef, rows.shifted, xp, acc_dtype)
+
+
+def dense_gradient(rows: RowSoftmax, coef: Any, total: Any, row_scale: Any, xp: Any) -> Any:
+    """``row_scale * (T * p - c)`` for dense target weights ``c``."""
+    work = rows.exp_shifted.dtype
+    prob_coef = xp.astype(total * row_scale / rows.sum_exp, work)
+    return prob_coef * rows.exp_shifted - xp.astype(row_scale, work) * coef

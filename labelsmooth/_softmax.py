@@ -1,0 +1,339 @@
+"""One-hot encoding, log-sum-exp, softmax and smoothed targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core
+from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
+from ._validation import (
+    check_broadcastable,
+    check_epsilon,
+    check_num_classes,
+    check_prior_kind,
+    first_value,
+    normalize_axis,
+    prior_tolerance,
+    require_integer,
+    require_real_floating,
+)
+
+__all__ = ["log_softmax", "logsumexp", "one_hot", "smooth_labels", "soft_targets", "softmax"]
+
+
+def _default_float(xp: Any, like: Any) -> Any:
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        return info().default_dtypes(device=device_of(like))["real floating"]
+    return xp.float64
+
+
+def _resolve_float_dtype(xp: Any, dtype: Any, like: Any) -> Any:
+    if dtype is None:
+        return _default_float(xp, like)
+    if not xp.isdtype(dtype, "real floating"):
+        msg = f"dtype must be a real floating dtype, got {dtype!r}"
+        raise TypeError(msg)
+    return dtype
+
+
+def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = -1, xp: Any = None) -> Any:
+    r"""One-hot encode integer labels.
+
+    .. math:: q_{\ldots k \ldots} = [\,k = y_{\ldots}\,], \qquad k = 0, \ldots, K-1
+
+    Parameters
+    ----------
+    labels : array of integers, any shape
+        Class indices in ``[0, num_classes)``.
+    num_classes : int
+        ``K``, the size of the new class axis.
+    dtype : floating dtype, optional
+        Result dtype; the namespace's default floating dtype when None.
+    axis : int, default -1
+        Position of the new class axis in the result.
+    xp : array namespace, optional
+        Inferred from ``labels`` when None.
+
+    Returns
+    -------
+    array
+        Shape of ``labels`` with a class axis of size ``K`` inserted at ``axis``.
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` is not an integer array or ``dtype`` is not floating.
+    ValueError
+        If a label lies outside ``[0, num_classes)`` (eager backends). Under ``jax.jit``
+        and on lazy Dask arrays the rows of such labels are NaN instead.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.one_hot(xp.asarray([2, 0]), 3)
+    Array([[0., 0., 1.],
+           [1., 0., 0.]], dtype=array_api_strict.float64)
+    """
+    xp = namespace_of(labels, xp=xp)
+    require_integer("labels", labels, xp)
+    num_classes = check_num_classes(num_classes)
+    dtype = _resolve_float_dtype(xp, dtype, labels)
+    axis = normalize_axis(axis, labels.ndim + 1)
+    in_range = (labels >= 0) & (labels < num_classes)
+    if values_checkable(labels):
+        if not bool(xp.all(in_range)):
+            bad = first_value(labels, xp.logical_not(in_range), xp)
+            msg = f"labels must be in [0, {num_classes}) for num_classes={num_classes}, got a label of {bad}"
+            raise ValueError(msg)
+    classes = xp.arange(num_classes, dtype=labels.dtype, device=device_of(labels))
+    encoded = xp.astype(labels[..., None] == classes, dtype)
+    if not values_checkable(labels):
+        encoded = xp.where(in_range[..., None], encoded, float("nan"))
+    if axis != labels.ndim:
+        encoded = xp.moveaxis(encoded, -1, axis)
+    return encoded
+
+
+def _prepare_rows(x: Any, axis: Any, xp: Any, name: str = "x") -> tuple[Any, int, Any, Any]:
+    require_real_floating(name, x, xp)
+    if x.ndim == 0:
+        msg = f"{name} must have at least one dimension (the class axis), got a 0-d array"
+        raise ValueError(msg)
+    axis = normalize_axis(axis, x.ndim)
+    work = compute_dtype(xp, x.dtype)
+    z = xp.astype(x, work, copy=False)
+    if axis != x.ndim - 1:
+        z = xp.moveaxis(z, axis, -1)
+    return z, axis, work, accumulation_dtype(xp, work, x)
+
+
+def _restore_axis(y: Any, axis: int, ndim: int, xp: Any) -> Any:
+    return y if axis == ndim - 1 else xp.moveaxis(y, -1, axis)
+
+
+def logsumexp(x: Any, /, *, axis: int = -1, keepdims: bool = False, xp: Any = None) -> Any:
+    r"""Log of the sum of exponentials along ``axis``, without overflow.
+
+    .. math:: \operatorname{lse}(x) = m + \log \sum_k e^{x_k - m}, \qquad m = \max_k x_k
+
+    The sum is evaluated as ``log1p`` of the terms below the maximum, so a row dominated by
+    one entry keeps full relative precision. A row of all ``-inf`` gives ``-inf``;
+    ``+inf`` gives ``+inf``; NaN propagates.
+
+    Parameters
+    ----------
+    x : array of real floating dtype
+    axis : int, default -1
+    keepdims : bool, default False
+    xp : array namespace, optional
+
+    Returns
+    -------
+    array
+        Same dtype as ``x`` (float16/bfloat16 are computed in float32 and cast back).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> float(ls.logsumexp(xp.asarray([1000.0, 1000.0])))  # 1000 + log 2
+    1000.6931471805599
+    """
+    xp = namespace_of(x, xp=xp)
+    z, axis, _, acc = _prepare_rows(x, axis, xp)
+    rows = _core.row_softmax(z, None, xp, acc)
+    lse = xp.astype(rows.shift, acc) + rows.log_sum
+    lse = xp.astype(lse, x.dtype)
+    if keepdims:
+        return _restore_axis(lse, axis, x.ndim, xp)
+    return lse[..., 0]
+
+
+def log_softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
+    r"""Logarithm of the softmax along ``axis``: :math:`x_k - \operatorname{lse}(x)`.
+
+    Computed as ``(x_k - m) - log(sum exp(x - m))`` so that no large numbers are
+    subtracted. A ``-inf`` entry next to finite ones gives ``-inf``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.log_softmax(xp.asarray([0.0, 0.0]))
+    Array([-0.69314718, -0.69314718], dtype=array_api_strict.float64)
+    """
+    xp = namespace_of(x, xp=xp)
+    z, axis, work, acc = _prepare_rows(x, axis, xp)
+    rows = _core.row_softmax(z, None, xp, acc)
+    out = rows.shifted - xp.astype(rows.log_sum, work)
+    return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
+
+
+def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
+    r"""Softmax along ``axis``: :math:`p_k = e^{x_k - m} / \sum_j e^{x_j - m}`.
+
+    A ``-inf`` entry next to finite ones gets probability exactly 0; a row of all
+    ``-inf`` is NaN (0/0); NaN propagates to its row.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.softmax(xp.asarray([0.0, float("-inf")]))
+    Array([1., 0.], dtype=array_api_strict.float64)
+    """
+    xp = namespace_of(x, xp=xp)
+    z, axis, work, acc = _prepare_rows(x, axis, xp)
+    rows = _core.row_softmax(z, None, xp, acc)
+    inverse = xp.astype(1.0 / rows.sum_exp, work)
+    out = rows.exp_shifted * inverse
+    return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
+
+
+def validate_prior_values(prior: Any, xp: Any, class_axis: int) -> Any:
+    """Eagerly check an array prior; return a row mask of invalid priors when traced."""
+    tolerance = prior_tolerance(xp, prior.dtype)
+    negative = prior < 0
+    totals = xp.sum(prior, axis=class_axis)
+    off = xp.abs(totals - 1.0) > tolerance
+    if values_checkable(prior):
+        if bool(xp.any(negative)) or not bool(xp.all(prior == prior)):
+            bad = first_value(prior, xp.logical_not(prior >= 0), xp)
+            msg = f"prior must have non-negative entries, got an entry of {bad}"
+            raise ValueError(msg)
+        if bool(xp.any(off)):
+            total = first_value(totals, off, xp)
+            msg = f"prior must sum to 1 along the class axis (tolerance {tolerance:.1e}), got a sum of {total}"
+            raise ValueError(msg)
+        return None
+    return xp.any(negative, axis=class_axis) | off
+
+
+def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int = -1, xp: Any = None) -> Any:
+    r"""Smooth one-hot or probability rows: :math:`q' = (1 - \varepsilon)\, q + \varepsilon\, u`.
+
+    ``u`` is the uniform distribution ``1/K`` when ``prior`` is None (PyTorch, optax,
+    Keras, TF, timm, Hugging Face); ``(1 - q) / (K - 1)`` for ``prior="others"``
+    (fairseq: the true class of a one-hot row keeps exactly ``1 - eps``); or the given
+    class prior (non-negative, summing to 1, broadcastable to ``targets``).
+    Szegedy et al. (2016), *Rethinking the Inception Architecture*, section 7.
+
+    Parameters
+    ----------
+    targets : array of real floating dtype
+        One-hot or probability rows along ``axis``.
+    epsilon : float in [0, 1] or array broadcastable to the batch shape
+        Smoothing strength (per sample when an array).
+    prior : None, "others" or array
+    axis : int, default -1
+    xp : array namespace, optional
+
+    Returns
+    -------
+    array
+        Same shape and dtype as ``targets``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.smooth_labels(xp.asarray([0.0, 0.0, 1.0]), 0.1)
+    Array([0.03333333, 0.03333333, 0.93333333], dtype=array_api_strict.float64)
+    """
+    xp = namespace_of(targets, epsilon, prior, xp=xp)
+    require_real_floating("targets", targets, xp)
+    if targets.ndim == 0:
+        msg = "targets must have at least one dimension (the class axis), got a 0-d array"
+        raise ValueError(msg)
+    axis = normalize_axis(axis, targets.ndim)
+    check_prior_kind(prior)
+    num_classes = targets.shape[axis]
+    batch_shape = tuple(targets.shape[:axis]) + tuple(targets.shape[axis + 1:])
+    epsilon = check_epsilon(epsilon, xp, batch_shape)
+    work = compute_dtype(xp, targets.dtype)
+    q = xp.moveaxis(xp.astype(targets, work, copy=False), axis, -1)
+    smoothed = _smooth_rows(q, epsilon, prior, num_classes, axis, targets.ndim, xp, work)
+    return _restore_axis(xp.astype(smoothed, targets.dtype), axis, targets.ndim, xp)
+
+
+def _epsilon_column(epsilon: Any, xp: Any, work: Any) -> Any:
+    if isinstance(epsilon, float):
+        return epsilon
+    return xp.astype(epsilon, work)[..., None]
+
+
+def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, ndim: int, xp: Any, work: Any) -> Any:
+    """(1 - eps) q + eps u with the class axis last."""
+    eps = _epsilon_column(epsilon, xp, work)
+    poison = None
+    if prior is None:
+        spread = eps / num_classes
+        smoothed = (1.0 - eps) * q + spread
+    elif isinstance(prior, str):
+        if num_classes < 2:
+            msg = f"prior='others' needs at least 2 classes, got {num_classes}"
+            raise ValueError(msg)
+        smoothed = (1.0 - eps) * q + eps * (1.0 - q) / (num_classes - 1)
+    else:
+        require_real_floating("prior", prior, xp)
+        u = _prior_rows(prior, axis, ndim, q.shape, xp, work)
+        poison = validate_prior_values(u, xp, -1)
+        smoothed = (1.0 - eps) * q + eps * u
+    if poison is not None:
+        smoothed = xp.where(poison[..., None], float("nan"), smoothed)
+    return smoothed
+
+
+def _prior_rows(prior: Any, axis: int, ndim: int, moved_shape: tuple[int, ...], xp: Any, work: Any) -> Any:
+    """Broadcast a prior given in the caller's layout to the class-last layout."""
+    full_shape = list(moved_shape)
+    full_shape.insert(axis, full_shape.pop())
+    full_shape_t = tuple(full_shape)
+    prior = xp.astype(prior, work)
+    if prior.ndim == 1 and axis == ndim - 1:
+        check_broadcastable("prior", tuple(prior.shape), full_shape_t, "the logits' shape")
+        return prior
+    if prior.ndim == 1 and prior.shape[0] == full_shape_t[axis] and axis != ndim - 1:
+        # A (K,) prior names classes, whatever the class axis.
+        return prior
+    check_broadcastable("prior", tuple(prior.shape), full_shape_t, "the logits' shape")
+    full = xp.broadcast_to(prior, full_shape_t)
+    return xp.moveaxis(full, axis, -1) if axis != ndim - 1 else full
+
+
+def soft_targets(
+    labels: Any,
+    /,
+    num_classes: int,
+    *,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    dtype: Any = None,
+    axis: int = -1,
+    xp: Any = None,
+) -> Any:
+    r"""Smoothed target rows :math:`q' = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon u` from integer labels.
+
+    Equivalent to ``smooth_labels(one_hot(labels, num_classes), epsilon, prior=prior)``;
+    see :func:`smooth_labels` for ``prior`` and :func:`one_hot` for ``dtype`` and ``axis``.
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.soft_targets(xp.asarray([1]), 3, epsilon=0.3, prior="others")
+    Array([[0.15, 0.7 , 0.15]], dtype=array_api_strict.float64)
+    """
+    xp = namespace_of(labels, epsilon, prior, xp=xp)
+    require_integer("labels", labels, xp)
+    num_classes = check_num_classes(num_classes)
+    check_prior_kind(prior)
+    epsilon = check_epsilon(epsilon, xp, tuple(labels.shape))
+    dtype = _resolve_float_dtype(xp, dtype, labels)
+    axis = normalize_axis(axis, labels.ndim + 1)
+    q = one_hot(labels, num_classes, dtype=compute_dtype(xp, dtype), xp=xp)
+    smoothed = _smooth_rows(q, epsilon, prior, num_classes, axis, labels.ndim + 1, xp, q.dtype)
+    return _restore_axis(xp.astype(smoothed, dtype), axis, labels.ndim + 1, xp)
+

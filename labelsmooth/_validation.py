@@ -1,0 +1,154 @@
+"""Checks of arguments: static ones everywhere, value checks where values can be read.
+
+Every message names the argument, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+from array_api_compat import is_array_api_obj
+
+from ._backend import is_traced
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def describe(value: Any) -> str:
+    if is_array_api_obj(value):
+        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{value!r} of type {type(value).__name__}"
+
+
+def require_array(name: str, value: Any) -> None:
+    if not is_array_api_obj(value):
+        msg = f"{name} must be an array, got {describe(value)}"
+        raise TypeError(msg)
+
+
+def require_real_floating(name: str, x: Any, xp: Any) -> None:
+    require_array(name, x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        msg = f"{name} must have a real floating dtype, got dtype {x.dtype}"
+        raise TypeError(msg)
+
+
+def require_integer(name: str, x: Any, xp: Any) -> None:
+    require_array(name, x)
+    if not xp.isdtype(x.dtype, "integral"):
+        msg = f"{name} must have an integer dtype, got dtype {x.dtype}"
+        raise TypeError(msg)
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    if isinstance(axis, bool):
+        msg = f"{name} must be an int, got {axis!r}"
+        raise TypeError(msg)
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        msg = f"{name} must be an int, got {describe(axis)}"
+        raise TypeError(msg) from None
+    if not -ndim <= axis < ndim:
+        msg = f"{name} must be in [{-ndim}, {ndim - 1}] for an array of {ndim} dimensions, got {axis}"
+        raise ValueError(msg)
+    return axis % ndim
+
+
+def check_num_classes(num_classes: Any) -> int:
+    if isinstance(num_classes, bool):
+        msg = f"num_classes must be a positive int, got {num_classes!r}"
+        raise TypeError(msg)
+    try:
+        num_classes = operator.index(num_classes)
+    except TypeError:
+        msg = f"num_classes must be a positive int, got {describe(num_classes)}"
+        raise TypeError(msg) from None
+    if num_classes < 1:
+        msg = f"num_classes must be a positive int, got {num_classes}"
+        raise ValueError(msg)
+    return num_classes
+
+
+def check_reduction(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        msg = f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}"
+        raise ValueError(msg)
+    return reduction
+
+
+def check_epsilon(epsilon: Any, xp: Any, batch_shape: tuple[int, ...]) -> Any:
+    """A Python float in [0, 1] or a real array broadcastable to ``batch_shape``."""
+    if isinstance(epsilon, bool):
+        msg = f"epsilon must be a float in [0, 1] or an array, got {epsilon!r}"
+        raise TypeError(msg)
+    if is_array_api_obj(epsilon):
+        if not (xp.isdtype(epsilon.dtype, "real floating") or xp.isdtype(epsilon.dtype, "integral")):
+            msg = f"epsilon must have a real dtype, got dtype {epsilon.dtype}"
+            raise TypeError(msg)
+        check_broadcastable("epsilon", tuple(epsilon.shape), batch_shape, "the batch shape")
+        if not is_traced(epsilon):
+            bad = xp.logical_not((epsilon >= 0) & (epsilon <= 1))
+            if bool(xp.any(bad)):
+                first = first_value(epsilon, bad, xp)
+                msg = f"epsilon must lie in [0, 1] for every sample, got a value of {first}"
+                raise ValueError(msg)
+        return epsilon
+    try:
+        value = float(epsilon)
+    except (TypeError, ValueError):
+        msg = f"epsilon must be a float in [0, 1] or an array, got {describe(epsilon)}"
+        raise TypeError(msg) from None
+    if not (0.0 <= value <= 1.0):
+        msg = f"epsilon must be in [0, 1], got {epsilon!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_broadcastable(name: str, shape: tuple[int, ...], target: tuple[int, ...], what: str) -> None:
+    ok = len(shape) <= len(target) and all(
+        s in (1, t) for s, t in zip(reversed(shape), reversed(target))
+    )
+    if not ok:
+        msg = f"{name} must be broadcastable to {what} {target}, got shape {shape}"
+        raise ValueError(msg)
+
+
+def check_ignore_index(ignore_index: Any) -> int | None:
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool):
+        msg = f"ignore_index must be an int or None, got {ignore_index!r}"
+        raise TypeError(msg)
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
+        msg = f"ignore_index must be an int or None, got {describe(ignore_index)}"
+        raise TypeError(msg) from None
+
+
+def check_prior_kind(prior: Any) -> None:
+    if prior is None or is_array_api_obj(prior):
+        return
+    if isinstance(prior, str):
+        if prior != "others":
+            msg = f"prior must be None, 'others' or an array of class probabilities, got {prior!r}"
+            raise ValueError(msg)
+        return
+    msg = f"prior must be None, 'others' or an array of class probabilities, got {describe(prior)}"
+    raise TypeError(msg)
+
+
+def prior_tolerance(xp: Any, dtype: Any) -> float:
+    return math.sqrt(float(xp.finfo(dtype).eps))
+
+
+def first_value(x: Any, bad: Any, xp: Any) -> Any:
+    """One offending value of ``x`` (for messages), read only on eager backends."""
+    flat_bad = xp.reshape(xp.broadcast_to(bad, x.shape), (-1,))
+    flat = xp.reshape(x, (-1,))
+    index = int(xp.argmax(xp.astype(flat_bad, xp.int32)))
+    value = flat[index]
+    return value.item() if hasattr(value, "item") else float(value)
