@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ._backend import device_of
+
 __all__ = [
     "LabelTargets",
     "RowSoftmax",
@@ -64,11 +66,14 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     n_max = xp.sum(xp.astype(at_max, acc_dtype), axis=-1, keepdims=True)
     # n_max = 0 only for an all -inf row: log1p(-1) = -inf, the right log-sum.
     excess = rest + (n_max - 1.0)
+    # log1p(-1) = -inf, written out to avoid a divide-by-zero warning on NumPy.
+    empty = excess <= -1.0
+    log_sum = xp.where(empty, -_INF, xp.log1p(xp.where(empty, 0.0, excess)))
     return RowSoftmax(
         shifted=shifted,
         shift=shift,
         exp_shifted=exp_shifted,
-        log_sum=xp.log1p(excess),
+        log_sum=log_sum,
         sum_exp=excess + 1.0,
     )
 
@@ -79,8 +84,8 @@ def _sum_products(coef: Any, d_source: Any, xp: Any, acc_dtype: Any) -> Any:
     A class with no target mass contributes nothing even if its logit is ``-inf``
     (``0 * inf`` is NaN in IEEE arithmetic, 0 in the limit that defines the loss).
     """
-    product = xp.where(coef == 0.0, 0.0, coef * d_source)
-    return -xp.sum(product, axis=-1, keepdims=True, dtype=acc_dtype)
+    cleaned = xp.where(coef == 0.0, 0.0, d_source)
+    return -xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype)
 
 
 @dataclass
@@ -103,7 +108,7 @@ def _take_along_last(x: Any, index: Any, xp: Any) -> Any:
     if hasattr(xp, "take_along_axis"):
         return xp.take_along_axis(x, index, axis=-1)
     # Dask has no take_along_axis: select with a comparison (same result, one more pass).
-    classes = xp.arange(x.shape[-1], dtype=index.dtype, device=x.device)
+    classes = xp.arange(x.shape[-1], dtype=index.dtype, device=device_of(x))
     return xp.sum(xp.where(classes == index, x, 0.0), axis=-1, keepdims=True)
 
 
@@ -146,7 +151,8 @@ def label_target_terms(
     if isinstance(prior, str) or prior is None:
         profile = weight
         if allowed is not None:
-            profile = xp.where(allowed, 1.0 if weight is None else weight, 0.0)
+            mask = xp.astype(allowed, shifted.dtype)
+            profile = mask if weight is None else mask * weight
         denominator = num_allowed if prior is None else num_allowed - 1.0
         spread_coef = epsilon / denominator
         if prior == "others":
@@ -184,7 +190,7 @@ def label_gradient(
         profile = 1.0 if targets.profile is None else targets.profile
         grad = grad - spread * profile
     num_classes = grad.shape[-1]
-    classes = xp.arange(num_classes, dtype=targets.labels.dtype, device=grad.device)
+    classes = xp.arange(num_classes, dtype=targets.labels.dtype, device=device_of(grad))
     hit = classes == targets.labels
     true_part = xp.astype(targets.true_coef * row_scale, work)
     return xp.where(hit, grad - true_part, grad)

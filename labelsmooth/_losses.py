@@ -112,7 +112,8 @@ def _prepare(
         raise TypeError(msg)
 
     epsilon = check_epsilon(epsilon, xp, batch_shape)
-    if prior == "others" and num_classes < 2:
+    others = isinstance(prior, str)
+    if others and num_classes < 2:
         msg = f"prior='others' needs at least 2 classes, got {num_classes}"
         raise ValueError(msg)
 
@@ -138,12 +139,12 @@ def _prepare(
         check_broadcastable("where", tuple(where.shape), logits_shape, "the logits' shape")
         allowed = class_last(xp.broadcast_to(where, logits_shape))
         num_allowed = xp.sum(xp.astype(allowed, acc), axis=-1, keepdims=True)
-        needed = 2.0 if prior == "others" else 1.0
+        needed = 2.0 if others else 1.0
         short = num_allowed < needed
         if eager:
             if bool(xp.any(short)):
                 msg = (f"where must allow at least {int(needed)} class(es) in every row"
-                       f"{' for prior=' + repr(prior) if prior == 'others' else ''}, "
+                       f"{' for prior=' + repr(prior) if others else ''}, "
                        f"got a row allowing {int(first_value(num_allowed, short, xp))}")
                 raise ValueError(msg)
         else:
@@ -240,7 +241,7 @@ def _dense_coefficients(problem: _Problem) -> Any:
     eps_w = eps if isinstance(eps, float) else xp.astype(eps, work)
     if isinstance(eps, float) and eps == 0.0:
         smoothed = q
-    elif problem.prior is None or problem.prior == "others":
+    elif problem.prior is None or isinstance(problem.prior, str):
         allowed = 1.0 if problem.allowed is None else xp.astype(problem.allowed, work)
         count = problem.num_allowed
         count = count if isinstance(count, int) else xp.astype(count, work)
