@@ -8,12 +8,15 @@ from . import _core
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
 from ._validation import (
     check_broadcastable,
+    check_bool,
     check_epsilon,
     check_num_classes,
     check_prior_kind,
     first_value,
     normalize_axis,
+    epsilon_out_of_range,
     prior_tolerance,
+    require_array,
     require_integer,
     require_real_floating,
 )
@@ -31,8 +34,12 @@ def _default_float(xp: Any, like: Any) -> Any:
 def _resolve_float_dtype(xp: Any, dtype: Any, like: Any) -> Any:
     if dtype is None:
         return _default_float(xp, like)
-    if not xp.isdtype(dtype, "real floating"):
-        msg = f"dtype must be a real floating dtype, got {dtype!r}"
+    try:
+        floating = xp.isdtype(dtype, "real floating")
+    except (TypeError, ValueError, AttributeError):
+        floating = False
+    if not floating:
+        msg = f"dtype must be a real floating dtype of the array's namespace (such as xp.float32) or None, got {dtype!r}"
         raise TypeError(msg)
     return dtype
 
@@ -76,6 +83,7 @@ def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = 
     Array([[0., 0., 1.],
            [1., 0., 0.]], dtype=array_api_strict.float64)
     """
+    require_array("labels", labels)
     xp = namespace_of(labels, xp=xp)
     require_integer("labels", labels, xp)
     num_classes = check_num_classes(num_classes)
@@ -141,7 +149,9 @@ def logsumexp(x: Any, /, *, axis: int = -1, keepdims: bool = False, xp: Any = No
     >>> float(ls.logsumexp(xp.asarray([1000.0, 1000.0])))  # 1000 + log 2
     1000.6931471805599
     """
+    require_array("x", x)
     xp = namespace_of(x, xp=xp)
+    keepdims = check_bool("keepdims", keepdims)
     z, axis, _, acc = _prepare_rows(x, axis, xp)
     rows = _core.row_softmax(z, None, xp, acc)
     lse = xp.astype(rows.shift, acc) + rows.log_sum
@@ -164,10 +174,13 @@ def log_softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
     >>> ls.log_softmax(xp.asarray([0.0, 0.0]))
     Array([-0.69314718, -0.69314718], dtype=array_api_strict.float64)
     """
+    require_array("x", x)
     xp = namespace_of(x, xp=xp)
     z, axis, work, acc = _prepare_rows(x, axis, xp)
     rows = _core.row_softmax(z, None, xp, acc)
-    out = rows.shifted - xp.astype(rows.log_sum, work)
+    # An all -inf row would give -inf - (-inf): make it NaN without an invalid warning.
+    log_sum = xp.where(rows.log_sum == -float("inf"), float("nan"), rows.log_sum)
+    out = rows.shifted - xp.astype(log_sum, work)
     return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
 
 
@@ -184,10 +197,13 @@ def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
     >>> ls.softmax(xp.asarray([0.0, float("-inf")]))
     Array([1., 0.], dtype=array_api_strict.float64)
     """
+    require_array("x", x)
     xp = namespace_of(x, xp=xp)
     z, axis, work, acc = _prepare_rows(x, axis, xp)
     rows = _core.row_softmax(z, None, xp, acc)
-    inverse = xp.astype(1.0 / rows.sum_exp, work)
+    # An all -inf row has s = 0: its softmax is 0/0 = NaN, without a divide warning.
+    empty = rows.sum_exp == 0.0
+    inverse = xp.astype(xp.where(empty, float("nan"), 1.0 / xp.where(empty, 1.0, rows.sum_exp)), work)
     out = rows.exp_shifted * inverse
     return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
 
@@ -195,12 +211,12 @@ def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
 def validate_prior_values(prior: Any, xp: Any, class_axis: int) -> Any:
     """Eagerly check an array prior; return a row mask of invalid priors when traced."""
     tolerance = prior_tolerance(xp, prior.dtype)
-    negative = prior < 0
+    negative = xp.logical_not(prior >= 0)
     totals = xp.sum(prior, axis=class_axis)
-    off = xp.abs(totals - 1.0) > tolerance
+    off = xp.logical_not(xp.abs(totals - 1.0) <= tolerance)
     if values_checkable(prior):
-        if bool(xp.any(negative)) or not bool(xp.all(prior == prior)):
-            bad = first_value(prior, xp.logical_not(prior >= 0), xp)
+        if bool(xp.any(negative)):
+            bad = first_value(prior, negative, xp)
             msg = f"prior must have non-negative entries, got an entry of {bad}"
             raise ValueError(msg)
         if bool(xp.any(off)):
@@ -242,6 +258,7 @@ def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int
     >>> ls.smooth_labels(xp.asarray([0.0, 0.0, 1.0]), 0.1)
     Array([0.03333333, 0.03333333, 0.93333333], dtype=array_api_strict.float64)
     """
+    require_array("targets", targets)
     xp = namespace_of(targets, epsilon, prior, xp=xp)
     require_real_floating("targets", targets, xp)
     if targets.ndim == 0:
@@ -268,6 +285,8 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
     """(1 - eps) q + eps u with the class axis last."""
     eps = _epsilon_column(epsilon, xp, work)
     poison = None
+    if not isinstance(eps, float) and not values_checkable(eps):
+        poison = epsilon_out_of_range(eps[..., 0], xp)
     if prior is None:
         spread = eps / num_classes
         smoothed = (1.0 - eps) * q + spread
@@ -279,7 +298,9 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
     else:
         require_real_floating("prior", prior, xp)
         u = _prior_rows(prior, axis, ndim, q.shape, xp, work)
-        poison = validate_prior_values(u, xp, -1)
+        bad_prior = validate_prior_values(u, xp, -1)
+        if bad_prior is not None:
+            poison = bad_prior if poison is None else poison | bad_prior
         smoothed = (1.0 - eps) * q + eps * u
     if poison is not None:
         smoothed = xp.where(poison[..., None], float("nan"), smoothed)
@@ -326,6 +347,7 @@ def soft_targets(
     >>> ls.soft_targets(xp.asarray([1]), 3, epsilon=0.3, prior="others")
     Array([[0.15, 0.7 , 0.15]], dtype=array_api_strict.float64)
     """
+    require_array("labels", labels)
     xp = namespace_of(labels, epsilon, prior, xp=xp)
     require_integer("labels", labels, xp)
     num_classes = check_num_classes(num_classes)
