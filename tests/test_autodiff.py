@@ -67,7 +67,8 @@ def test_jax_grad_equals_analytic_gradient(rng, jit, epsilon, prior, weighted, i
     static = {k: v for k, v in options.items() if k not in arrays}
 
     def loss(logits, labels, arrays):
-        return ls.cross_entropy(logits, labels, epsilon=epsilon, reduction=reduction, **arrays, **static)
+        # For reduction="none" the analytic gradient is that of the sum of the losses.
+        return jnp.sum(ls.cross_entropy(logits, labels, epsilon=epsilon, reduction=reduction, **arrays, **static))
 
     def grad(logits, labels, arrays):
         return ls.cross_entropy_grad(logits, labels, epsilon=epsilon, reduction=reduction, **arrays, **static)
