@@ -37,6 +37,9 @@ def namespace_of(*objects: Any, xp: Any = None) -> Any:
     """
     arrays = [obj for obj in objects if obj is not None and is_array_api_obj(obj)]
     if xp is not None:
+        if not (hasattr(xp, "isdtype") and hasattr(xp, "asarray")):
+            msg = f"xp must be an array namespace (such as array_api_compat.numpy) or None, got {xp!r}"
+            raise TypeError(msg)
         return xp
     if not arrays:
         msg = "expected at least one array argument, got none (pass arrays or xp=...)"

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _INF = float("inf")
+_NAN = float("nan")
 
 
 @dataclass
@@ -39,7 +40,7 @@ class RowSoftmax:
     """Per-row softmax statistics (class axis last, kept with size 1)."""
 
     shifted: Any  # z - m, working dtype; -inf on masked classes
-    shift: Any  # m (0 where the row has no finite maximum), working dtype
+    shift: Any  # m, the row maximum (may be -inf, +inf or NaN), working dtype
     exp_shifted: Any  # exp(shifted), working dtype
     log_sum: Any  # log(s), accumulation dtype
     sum_exp: Any  # s, accumulation dtype
@@ -55,10 +56,11 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     if allowed is not None:
         z = xp.where(allowed, z, -_INF)
     shift = xp.max(z, axis=-1, keepdims=True)
-    # A row of all -inf (or holding +inf / NaN) has no finite maximum: shift by 0 instead,
-    # so -inf rows give exp = 0 and log-sum-exp = -inf rather than NaN (IEEE limit).
-    shift = xp.where(xp.isfinite(shift), shift, 0.0)
-    shifted = z - shift
+    # A row without a finite maximum (all -inf, or holding +inf or NaN) has no defined
+    # softmax: shifting it by NaN makes every quantity of that row NaN quietly, where
+    # inf - inf and 0 * inf would raise floating-point warnings on the way. logsumexp
+    # takes its IEEE limits (-inf, +inf) from the maximum itself.
+    shifted = z - xp.where(xp.isfinite(shift), shift, _NAN)
     exp_shifted = xp.exp(shifted)
     at_max = shifted == 0.0
     # Sum of the terms below the maximum; the maxima contribute exactly 1 each.
@@ -144,7 +146,7 @@ def label_target_terms(
     true_coef = (1.0 - epsilon) * true_weight
     if epsilon_is_zero:
         total = true_coef
-        weighted_distance = true_coef * true_distance
+        weighted_distance = true_term_distance(true_coef, true_coef, true_distance, 0.0, xp)
         return LabelTargets(labels, true_coef, None, None, total, weighted_distance)
 
     # The spread part eps * u * w as (row coefficient) x (class profile).
@@ -165,17 +167,48 @@ def label_target_terms(
     if profile is None:
         profile_sum = num_allowed * 1.0
         profile_distance = -xp.sum(shifted, axis=-1, keepdims=True, dtype=acc_dtype)
+        true_profile = 1.0
     else:
         profile_full = xp.broadcast_to(profile, shifted.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
         profile_distance = _sum_products(profile_full, shifted, xp, acc_dtype)
+        true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
     total = true_coef + spread_coef * profile_sum
     spread_distance = spread_coef * profile_distance
     if not isinstance(epsilon, float):
         # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
         spread_distance = xp.where(spread_coef == 0.0, 0.0, spread_distance)
-    weighted_distance = true_coef * true_distance + spread_distance
+    class_weight = true_coef + spread_coef * true_profile
+    weighted_distance = true_term_distance(true_coef, class_weight, true_distance, spread_distance, xp)
     return LabelTargets(labels, true_coef, spread_coef, profile, total, weighted_distance)
+
+
+def true_term_distance(true_coef: Any, class_weight: Any, true_distance: Any, spread_distance: Any, xp: Any) -> Any:
+    """``true_coef * d_y + spread_distance``, with the limit taken when ``d_y = +inf``.
+
+    A -inf logit on the true class gives ``d_y = +inf``; the class's whole target weight is
+    ``class_weight = c_y``. Written as ``true_coef * d_y + spread`` the limit can read
+    ``0 * inf`` (epsilon = 1, or a zero class weight) or ``-inf + inf`` (``"others"``, where
+    ``true_coef = c_y - eps w_y / (K-1)`` turns negative for a large epsilon): NaN with a
+    floating-point warning. The loss is ``+inf`` when ``c_y > 0``; when ``c_y = 0`` the
+    class has no target mass and the spread term alone is the loss, unless that term holds
+    the true class itself (``"others"`` with epsilon = 1), which leaves NaN.
+    """
+    infinite = true_distance == _INF
+    finite_distance = xp.where(infinite, 0.0, true_distance)
+    distance = true_coef * finite_distance + spread_distance
+    if isinstance(class_weight, float) and isinstance(true_coef, float):
+        limit = _INF if class_weight > 0.0 else (distance if true_coef == 0.0 else _NAN)
+    else:
+        no_mass = xp.where(true_coef == 0.0, distance, _NAN) if not isinstance(true_coef, float) else (
+            distance if true_coef == 0.0 else _NAN)
+        limit = xp.where(class_weight > 0.0, _INF, no_mass)
+    return xp.where(infinite, limit, distance)
+
+
+def _in_dtype(value: Any, dtype: Any, xp: Any) -> Any:
+    """Cast an array coefficient to ``dtype``; Python scalars stay weakly typed."""
+    return value if isinstance(value, (int, float)) else xp.astype(value, dtype)
 
 
 def label_gradient(
@@ -186,13 +219,13 @@ def label_gradient(
     prob_coef = xp.astype(targets.total * row_scale / rows.sum_exp, work)
     grad = prob_coef * rows.exp_shifted
     if targets.spread_coef is not None:
-        spread = xp.astype(targets.spread_coef * row_scale, work)
+        spread = _in_dtype(targets.spread_coef * row_scale, work, xp)
         profile = 1.0 if targets.profile is None else targets.profile
         grad = grad - spread * profile
     num_classes = grad.shape[-1]
     classes = xp.arange(num_classes, dtype=targets.labels.dtype, device=device_of(grad))
     hit = classes == targets.labels
-    true_part = xp.astype(targets.true_coef * row_scale, work)
+    true_part = _in_dtype(targets.true_coef * row_scale, work, xp)
     return xp.where(hit, grad - true_part, grad)
 
 
@@ -206,4 +239,4 @@ def dense_gradient(rows: RowSoftmax, coef: Any, total: Any, row_scale: Any, xp: 
     """``row_scale * (T * p - c)`` for dense target weights ``c``."""
     work = rows.exp_shifted.dtype
     prob_coef = xp.astype(total * row_scale / rows.sum_exp, work)
-    return prob_coef * rows.exp_shifted - xp.astype(row_scale, work) * coef
+    return prob_coef * rows.exp_shifted - _in_dtype(row_scale, work, xp) * coef

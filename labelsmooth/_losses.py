@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import is_array_api_obj
 
-from . import _core
+from . import _core, _numpy_fast
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
 from ._softmax import _prior_rows, validate_prior_values
 from ._validation import (
@@ -16,6 +16,7 @@ from ._validation import (
     check_ignore_index,
     check_prior_kind,
     check_reduction,
+    dtype_name,
     first_value,
     normalize_axis,
     require_array,
@@ -101,14 +102,14 @@ def _prepare(
                    f"got shape {tuple(targets.shape)}")
             raise ValueError(msg)
         if targets.dtype != logits.dtype:
-            msg = (f"probability targets must have the logits' dtype {logits.dtype}, got dtype "
-                   f"{targets.dtype} (cast one of them explicitly)")
+            msg = (f"probability targets must have the logits' dtype {dtype_name(logits.dtype)}, got dtype "
+                   f"{dtype_name(targets.dtype)} (cast one of them explicitly)")
             raise TypeError(msg)
         if ignore_index is not None:
             msg = f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index}"
             raise ValueError(msg)
     else:
-        msg = f"targets must be integer labels or real floating probabilities, got dtype {targets.dtype}"
+        msg = f"targets must be integer labels or real floating probabilities, got dtype {dtype_name(targets.dtype)}"
         raise TypeError(msg)
 
     epsilon = check_epsilon(epsilon, xp, batch_shape)
@@ -134,7 +135,7 @@ def _prepare(
     if where is not None:
         require_array("where", where)
         if not xp.isdtype(where.dtype, "bool"):
-            msg = f"where must be a boolean array, got dtype {where.dtype}"
+            msg = f"where must be a boolean array, got dtype {dtype_name(where.dtype)}"
             raise TypeError(msg)
         check_broadcastable("where", tuple(where.shape), logits_shape, "the logits' shape")
         allowed = class_last(xp.broadcast_to(where, logits_shape))
@@ -149,11 +150,15 @@ def _prepare(
                 raise ValueError(msg)
         else:
             poison = _or(poison, short)
+            # Rows with too few allowed classes are NaN anyway; letting them see every
+            # class keeps their intermediate values finite (no 0/0 or inf - inf on the way).
+            allowed = allowed | short
+            num_allowed = xp.where(short, float(num_classes), num_allowed)
 
     if weight is not None:
         require_array("weight", weight)
         if not (xp.isdtype(weight.dtype, "real floating") or xp.isdtype(weight.dtype, "integral")):
-            msg = f"weight must have a real dtype, got dtype {weight.dtype}"
+            msg = f"weight must have a real dtype, got dtype {dtype_name(weight.dtype)}"
             raise TypeError(msg)
         if tuple(weight.shape) != (num_classes,):
             msg = f"weight must have shape ({num_classes},) (one weight per class), got shape {tuple(weight.shape)}"
@@ -170,9 +175,14 @@ def _prepare(
             # Masked classes get no smoothing mass: renormalise the prior over the rest.
             u = xp.where(allowed, u, 0.0)
             u_total = xp.sum(u, axis=-1, keepdims=True)
-            if eager and bool(xp.any(u_total == 0)):
-                msg = "prior must give positive mass to at least one allowed class in every row, got a row with none"
+            no_mass = xp.logical_not(u_total > 0)
+            if eager and bool(xp.any(no_mass)):
+                msg = ("prior must give positive mass to at least one class allowed by where in "
+                       "every row, got a row whose allowed classes have prior mass 0")
                 raise ValueError(msg)
+            if not eager:
+                poison = _or(poison, no_mass)
+                u_total = xp.where(no_mass, 1.0, u_total)
             u = u / u_total
         prior = u
 
@@ -200,6 +210,12 @@ def _prepare(
                 msg = f"targets must not point at a class masked out by where, got label {value} on a masked class"
                 raise ValueError(msg)
             bad = bad | on_masked
+            unused = bad if ignored is None else bad | ignored
+            # Rows without a valid label (ignored, or NaN when traced) still go through the
+            # arithmetic: pointing them at an allowed class keeps it finite, since a masked
+            # class may hold a -inf logit (0 * inf or inf - inf would warn on NumPy).
+            first_allowed = xp.astype(xp.argmax(xp.astype(allowed, xp.int8), axis=-1), labels.dtype)
+            labels = xp.where(unused, first_allowed, labels)
         if eager:
             if bool(xp.any(bad)):
                 value = first_value(targets, bad, xp)
@@ -410,6 +426,8 @@ def cross_entropy(
 ) -> Any:
     problem = _prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
                        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
+    if _numpy_fast.eligible(problem):
+        return _numpy_fast.evaluate(problem, with_grad=False)[0]
     loss, _ = _reduce(problem, _evaluate(problem))
     return loss
 
@@ -449,6 +467,8 @@ def cross_entropy_with_grad(
 ) -> tuple[Any, Any]:
     problem = _prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
                        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
+    if _numpy_fast.eligible(problem):
+        return _numpy_fast.evaluate(problem, with_grad=True)
     evaluation = _evaluate(problem)
     loss, scale = _reduce(problem, evaluation)
     return loss, _gradient(problem, evaluation, scale)

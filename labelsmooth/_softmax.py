@@ -35,7 +35,8 @@ def _resolve_float_dtype(xp: Any, dtype: Any, like: Any) -> Any:
     if dtype is None:
         return _default_float(xp, like)
     try:
-        floating = xp.isdtype(dtype, "real floating")
+        # Strings are refused everywhere, though some libraries would take "float32".
+        floating = not isinstance(dtype, str) and xp.isdtype(dtype, "real floating")
     except (TypeError, ValueError, AttributeError):
         floating = False
     if not floating:
@@ -154,7 +155,9 @@ def logsumexp(x: Any, /, *, axis: int = -1, keepdims: bool = False, xp: Any = No
     keepdims = check_bool("keepdims", keepdims)
     z, axis, _, acc = _prepare_rows(x, axis, xp)
     rows = _core.row_softmax(z, None, xp, acc)
-    lse = xp.astype(rows.shift, acc) + rows.log_sum
+    shift = xp.astype(rows.shift, acc)
+    # Rows without a finite maximum: -inf for all -inf, +inf beside +inf, NaN with NaN.
+    lse = xp.where(xp.isfinite(shift), shift + rows.log_sum, shift)
     lse = xp.astype(lse, x.dtype)
     if keepdims:
         return _restore_axis(lse, axis, x.ndim, xp)

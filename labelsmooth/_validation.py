@@ -6,6 +6,7 @@ Every message names the argument, what was expected and what was received.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from typing import Any
 
@@ -16,9 +17,14 @@ from ._backend import is_traced
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def dtype_name(dtype: Any) -> str:
+    """``float32`` rather than ``torch.float32`` or ``array_api_strict.float32``."""
+    return str(dtype).rsplit(".", 1)[-1]
+
+
 def describe(value: Any) -> str:
     if is_array_api_obj(value):
-        return f"an array of shape {tuple(value.shape)} and dtype {value.dtype}"
+        return f"an array of shape {tuple(value.shape)} and dtype {dtype_name(value.dtype)}"
     return f"{value!r} of type {type(value).__name__}"
 
 
@@ -31,14 +37,14 @@ def require_array(name: str, value: Any) -> None:
 def require_real_floating(name: str, x: Any, xp: Any) -> None:
     require_array(name, x)
     if not xp.isdtype(x.dtype, "real floating"):
-        msg = f"{name} must have a real floating dtype, got dtype {x.dtype}"
+        msg = f"{name} must have a real floating dtype, got dtype {dtype_name(x.dtype)}"
         raise TypeError(msg)
 
 
 def require_integer(name: str, x: Any, xp: Any) -> None:
     require_array(name, x)
     if not xp.isdtype(x.dtype, "integral"):
-        msg = f"{name} must have an integer dtype, got dtype {x.dtype}"
+        msg = f"{name} must have an integer dtype, got dtype {dtype_name(x.dtype)}"
         raise TypeError(msg)
 
 
@@ -73,10 +79,21 @@ def check_num_classes(num_classes: Any) -> int:
 
 
 def check_reduction(reduction: Any) -> str:
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        msg = f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}"
+    expected = ", ".join(map(repr, REDUCTIONS))
+    if not isinstance(reduction, str):
+        msg = f"reduction must be a str, one of {expected}, got {describe(reduction)}"
+        raise TypeError(msg)
+    if reduction not in REDUCTIONS:
+        msg = f"reduction must be one of {expected}, got {reduction!r}"
         raise ValueError(msg)
     return reduction
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")):
+        return bool(value)
+    msg = f"{name} must be a bool, got {describe(value)}"
+    raise TypeError(msg)
 
 
 def check_epsilon(epsilon: Any, xp: Any, batch_shape: tuple[int, ...]) -> Any:
@@ -86,25 +103,30 @@ def check_epsilon(epsilon: Any, xp: Any, batch_shape: tuple[int, ...]) -> Any:
         raise TypeError(msg)
     if is_array_api_obj(epsilon):
         if not (xp.isdtype(epsilon.dtype, "real floating") or xp.isdtype(epsilon.dtype, "integral")):
-            msg = f"epsilon must have a real dtype, got dtype {epsilon.dtype}"
+            msg = f"epsilon must have a real (floating or integer) dtype, got dtype {dtype_name(epsilon.dtype)}"
             raise TypeError(msg)
         check_broadcastable("epsilon", tuple(epsilon.shape), batch_shape, "the batch shape")
         if not is_traced(epsilon):
-            bad = xp.logical_not((epsilon >= 0) & (epsilon <= 1))
+            bad = epsilon_out_of_range(epsilon, xp)
             if bool(xp.any(bad)):
                 first = first_value(epsilon, bad, xp)
                 msg = f"epsilon must lie in [0, 1] for every sample, got a value of {first}"
                 raise ValueError(msg)
         return epsilon
-    try:
-        value = float(epsilon)
-    except (TypeError, ValueError):
+    if not isinstance(epsilon, numbers.Real):
+        # Strings such as "0.1" would pass float(); they are a type error, not a number.
         msg = f"epsilon must be a float in [0, 1] or an array, got {describe(epsilon)}"
-        raise TypeError(msg) from None
+        raise TypeError(msg)
+    value = float(epsilon)
     if not (0.0 <= value <= 1.0):
         msg = f"epsilon must be in [0, 1], got {epsilon!r}"
         raise ValueError(msg)
     return value
+
+
+def epsilon_out_of_range(epsilon: Any, xp: Any) -> Any:
+    """Mask of per-sample epsilons outside [0, 1] (NaN included), for traced inputs."""
+    return xp.logical_not((epsilon >= 0) & (epsilon <= 1))
 
 
 def check_broadcastable(name: str, shape: tuple[int, ...], target: tuple[int, ...], what: str) -> None:

@@ -1,0 +1,349 @@
+"""Sigmoid (binary) cross-entropy from logits with label smoothing, and its gradient."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from array_api_compat import is_array_api_obj
+
+from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
+from ._validation import (
+    check_broadcastable,
+    check_epsilon,
+    check_reduction,
+    first_value,
+    require_array,
+    require_real_floating,
+)
+
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad"]
+
+_NAN = float("nan")
+
+
+@dataclass
+class _BinaryProblem:
+    xp: Any
+    logits: Any  # working dtype
+    positive: Any  # smoothed target y', working dtype
+    negative: Any  # 1 - y', formed without cancellation, working dtype
+    weight: Any  # working dtype, broadcastable to logits, or None
+    poison: Any  # bool, broadcastable to logits, or None
+    reduction: str
+    result_dtype: Any
+    acc: Any
+
+
+def _or(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
+def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction: Any, xp: Any) -> _BinaryProblem:
+    require_array("logits", logits)
+    require_array("targets", targets)
+    array_options = [a for a in (epsilon, weight) if is_array_api_obj(a)]
+    xp = namespace_of(logits, targets, *array_options, xp=xp)
+    require_real_floating("logits", logits, xp)
+    reduction = check_reduction(reduction)
+    shape = tuple(logits.shape)
+    if tuple(targets.shape) != shape:
+        msg = f"targets must have the logits' shape {shape}, got shape {tuple(targets.shape)}"
+        raise ValueError(msg)
+    is_float_targets = xp.isdtype(targets.dtype, "real floating")
+    if is_float_targets:
+        if targets.dtype != logits.dtype:
+            msg = (f"floating targets must have the logits' dtype {logits.dtype}, got dtype "
+                   f"{targets.dtype} (cast one of them explicitly)")
+            raise TypeError(msg)
+    elif not (xp.isdtype(targets.dtype, "integral") or xp.isdtype(targets.dtype, "bool")):
+        msg = (f"targets must be real floating probabilities or integer/boolean 0/1 labels, "
+               f"got dtype {targets.dtype}")
+        raise TypeError(msg)
+    epsilon = check_epsilon(epsilon, xp, shape)
+
+    work = compute_dtype(xp, logits.dtype)
+    acc = accumulation_dtype(xp, work, logits)
+    eager = values_checkable(logits, targets, *array_options)
+    poison = None
+
+    if xp.isdtype(targets.dtype, "bool"):
+        bad = None
+    elif is_float_targets:
+        bad = xp.logical_not((targets >= 0) & (targets <= 1))
+        expected = "probabilities in [0, 1]"
+    else:
+        bad = xp.logical_not((targets == 0) | (targets == 1))
+        expected = "0/1 labels"
+    if bad is not None:
+        if eager:
+            if bool(xp.any(bad)):
+                msg = f"targets must be {expected}, got a value of {first_value(targets, bad, xp)}"
+                raise ValueError(msg)
+        else:
+            poison = bad
+
+    z = xp.astype(logits, work, copy=False)
+    y = xp.astype(targets, work)
+    if isinstance(epsilon, float):
+        eps: Any = epsilon
+    else:
+        eps = xp.astype(epsilon, work)
+        if not eager:
+            poison = _or(poison, xp.logical_not((eps >= 0) & (eps <= 1)))
+    if isinstance(eps, float) and eps == 0.0:
+        positive, negative = y, 1.0 - y
+    else:
+        # y' = y (1 - eps) + eps/2 and 1 - y' = (1 - y)(1 - eps) + eps/2: both written as
+        # sums of non-negative terms, so neither loses precision when the other is near 1.
+        positive = y * (1.0 - eps) + eps * 0.5
+        negative = (1.0 - y) * (1.0 - eps) + eps * 0.5
+
+    if weight is not None:
+        require_array("weight", weight)
+        if not (xp.isdtype(weight.dtype, "real floating") or xp.isdtype(weight.dtype, "integral")):
+            msg = f"weight must have a real dtype, got dtype {weight.dtype}"
+            raise TypeError(msg)
+        check_broadcastable("weight", tuple(weight.shape), shape, "the logits' shape")
+        weight = xp.astype(weight, work)
+
+    return _BinaryProblem(xp=xp, logits=z, positive=positive, negative=negative, weight=weight,
+                          poison=poison, reduction=reduction, result_dtype=logits.dtype, acc=acc)
+
+
+def _elementwise_loss(problem: _BinaryProblem, decay: Any) -> Any:
+    """``max(z, 0) - z y' + log1p(exp(-|z|))`` per element, in the working dtype.
+
+    ``decay`` is ``exp(-|z|)``. ``max(z, 0) - z y'`` is evaluated as
+    ``relu(z) (1 - y') + relu(-z) y'``: the same number, as a sum of non-negative products
+    instead of a difference of large ones.
+    """
+    xp, z = problem.xp, problem.logits
+    above = xp.where(z > 0, z, 0.0)
+    below = xp.where(z < 0, -z, 0.0)
+    # A zero target coefficient contributes 0 even when the logit is infinite (the limit
+    # of the loss), not IEEE's 0 * inf = NaN.
+    above = xp.where(problem.negative == 0.0, 0.0, above)
+    below = xp.where(problem.positive == 0.0, 0.0, below)
+    loss = above * problem.negative + below * problem.positive + xp.log1p(decay)
+    if problem.weight is not None:
+        loss = loss * problem.weight
+    if problem.poison is not None:
+        loss = xp.where(problem.poison, _NAN, loss)
+    return loss
+
+
+def _elementwise_gradient(problem: _BinaryProblem, decay: Any, scale: Any) -> Any:
+    """``scale * w * (sigmoid(z) - y')`` per element, in the result dtype, without cancellation.
+
+    With ``t = exp(-|z|) / (1 + exp(-|z|))`` (never overflows), ``sigmoid(z) = 1 - t`` for
+    ``z >= 0`` and ``t`` for ``z < 0``, so the gradient is ``(1 - y') - t`` or
+    ``t - y'``: a saturated sigmoid next to a matching target keeps its tiny residual.
+    """
+    xp, z = problem.xp, problem.logits
+    tail = decay / (1.0 + decay)
+    grad = xp.where(z >= 0, problem.negative - tail, tail - problem.positive)
+    if problem.weight is not None:
+        grad = grad * problem.weight
+    if scale != 1.0:
+        grad = grad * scale
+    if problem.poison is not None:
+        grad = xp.where(problem.poison, _NAN, grad)
+    return xp.astype(grad, problem.result_dtype)
+
+
+def _decay(problem: _BinaryProblem) -> Any:
+    xp = problem.xp
+    return xp.exp(-xp.abs(problem.logits))
+
+
+def _element_count(problem: _BinaryProblem) -> int:
+    return math.prod(int(size) for size in problem.logits.shape)
+
+
+def _gradient_scale(problem: _BinaryProblem) -> float:
+    if problem.reduction != "mean":
+        return 1.0
+    count = _element_count(problem)
+    # The mean of no elements is 0/0 = NaN, as in PyTorch.
+    return _NAN if count == 0 else 1.0 / count
+
+
+def _reduce(problem: _BinaryProblem, loss: Any) -> Any:
+    """The reduced loss in the result dtype; sums accumulate in the accumulation dtype."""
+    xp = problem.xp
+    if problem.reduction == "none":
+        return xp.astype(loss, problem.result_dtype)
+    total = xp.sum(loss, dtype=problem.acc)
+    if problem.reduction == "mean":
+        count = _element_count(problem)
+        if count == 0:
+            return xp.asarray(_NAN, dtype=problem.result_dtype, device=device_of(problem.logits))
+        total = total / count
+    return xp.astype(total, problem.result_dtype)
+
+
+_DOC_PARAMETERS = r"""
+    Parameters
+    ----------
+    logits : array of real floating dtype, any shape
+        Unnormalised log-odds ``z``, one independent binary problem per element.
+    targets : array with the shape of ``logits``
+        Probabilities in ``[0, 1]`` (real floating, the dtype of ``logits``), or 0/1 labels
+        of an integer or boolean dtype (cast to the logits' dtype).
+    epsilon : float in [0, 1] or array broadcastable to ``logits``, default 0.0
+        Smoothing strength; targets become ``y (1 - eps) + eps / 2`` (an array gives a
+        per-element strength).
+    weight : array broadcastable to ``logits``, optional
+        Per-element weights multiplying the element losses (and gradients), as PyTorch's
+        ``weight`` of ``binary_cross_entropy_with_logits``: ``"mean"`` still divides by
+        the number of elements, not by the sum of weights. A weight of shape ``(N, 1)`` on
+        ``(N, M)`` logits is Keras' per-sample ``sample_weight`` of shape ``(N,)``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` averages over *all* elements, ``"sum"`` adds them, ``"none"`` returns
+        the element losses with the shape of ``logits``. Keras averages over the last axis
+        and then over the batch; with equal-length rows that is the same number, so
+        ``"mean"`` equals Keras' default, and Keras' ``reduction=None`` is our ``"none"``
+        averaged over the last axis.
+    xp : array namespace, optional
+        Inferred from the array arguments when None.
+"""
+
+_DOC_RAISES = r"""
+    Raises
+    ------
+    TypeError
+        Non-floating ``logits``, floating ``targets`` of another dtype, targets of a
+        non-real dtype, arrays of different libraries, options of the wrong type.
+    ValueError
+        Shape mismatches, targets outside ``[0, 1]`` (or integer labels other than 0 and
+        1), ``epsilon`` outside ``[0, 1]``, an unknown ``reduction``. Under ``jax.jit`` and
+        on lazy Dask arrays the values cannot be read: the affected elements are NaN.
+"""
+
+
+def binary_cross_entropy(
+    logits: Any,
+    targets: Any,
+    /,
+    *,
+    epsilon: Any = 0.0,
+    weight: Any = None,
+    reduction: str = "mean",
+    xp: Any = None,
+) -> Any:
+    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
+    return _reduce(problem, _elementwise_loss(problem, _decay(problem)))
+
+
+def binary_cross_entropy_grad(
+    logits: Any,
+    targets: Any,
+    /,
+    *,
+    epsilon: Any = 0.0,
+    weight: Any = None,
+    reduction: str = "mean",
+    xp: Any = None,
+) -> Any:
+    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
+    return _elementwise_gradient(problem, _decay(problem), _gradient_scale(problem))
+
+
+def binary_cross_entropy_with_grad(
+    logits: Any,
+    targets: Any,
+    /,
+    *,
+    epsilon: Any = 0.0,
+    weight: Any = None,
+    reduction: str = "mean",
+    xp: Any = None,
+) -> tuple[Any, Any]:
+    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
+    decay = _decay(problem)
+    loss = _reduce(problem, _elementwise_loss(problem, decay))
+    return loss, _elementwise_gradient(problem, decay, _gradient_scale(problem))
+
+
+binary_cross_entropy.__doc__ = r"""Sigmoid cross-entropy of logits against label-smoothed binary targets.
+
+    .. math::
+
+        y' = y\,(1 - \varepsilon) + \tfrac{\varepsilon}{2}, \qquad
+        \ell(z, y') = -y' \log \sigma(z) - (1 - y') \log(1 - \sigma(z))
+                    = \max(z, 0) - z\,y' + \log\!\left(1 + e^{-|z|}\right)
+
+    Each element is its own two-class problem, smoothed towards ``1/2`` as Keras /
+    TensorFlow's ``BinaryCrossentropy(label_smoothing=eps)`` and TF v1's
+    ``sigmoid_cross_entropy`` do (Szegedy et al. 2016, "Rethinking the Inception
+    Architecture for Computer Vision", section 7, with ``K = 2``). The right-hand form never
+    evaluates ``exp`` of a positive number, so any finite logit is safe; ``max(z, 0) - z y'``
+    is computed as ``relu(z) (1 - y') + relu(-z) y'``. An infinite logit gives 0 when its
+    target agrees exactly (``y' = 1`` for ``+inf``) and ``+inf`` otherwise.
+
+    Equals PyTorch's ``F.binary_cross_entropy_with_logits(z, y', weight=w, reduction=r)``
+    and, for ``"mean"``, Keras' ``BinaryCrossentropy(from_logits=True, label_smoothing=eps)``.
+""" + _DOC_PARAMETERS + r"""
+    Returns
+    -------
+    array
+        Scalar for ``"mean"``/``"sum"``, the shape of ``logits`` for ``"none"``; dtype of
+        ``logits`` (float16/bfloat16 are computed in float32 and cast back).
+""" + _DOC_RAISES + r"""
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> z = xp.asarray([[2.0, -1.0]])
+    >>> y = xp.asarray([[1.0, 0.0]])
+    >>> round(float(ls.binary_cross_entropy(z, y)), 12)
+    0.220094849281
+    >>> round(float(ls.binary_cross_entropy(z, y, epsilon=0.1)), 12)
+    0.295094849281
+"""
+
+binary_cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`binary_cross_entropy` with respect to the logits.
+
+    .. math:: \frac{\partial \ell}{\partial z} = \sigma(z) - y'
+
+    per element, times its weight, divided by the number of elements for ``"mean"``.
+    ``sigmoid(z)`` is formed from ``exp(-|z|)`` (no overflow), and the difference is
+    taken as ``(1 - y') - t`` or ``t - y'`` with ``t = exp(-|z|)/(1 + exp(-|z|))``, so a
+    saturated logit next to a matching target keeps its small residual. Equal to
+    ``jax.grad`` / ``torch.autograd`` of :func:`binary_cross_entropy`.
+""" + _DOC_PARAMETERS + r"""
+    Returns
+    -------
+    array
+        Same shape and dtype as ``logits``.
+""" + _DOC_RAISES + r"""
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> ls.binary_cross_entropy_grad(xp.asarray([0.0, 0.0]), xp.asarray([1, 0]), epsilon=0.2, reduction="sum")
+    Array([-0.4,  0.4], dtype=array_api_strict.float64)
+"""
+
+binary_cross_entropy_with_grad.__doc__ = r"""Loss and gradient together: ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``.
+
+    The smoothed targets and ``exp(-|z|)`` are formed once and shared.
+""" + _DOC_PARAMETERS + r"""
+    Returns
+    -------
+    loss, grad : tuple of arrays
+""" + _DOC_RAISES + r"""
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> loss, grad = ls.binary_cross_entropy_with_grad(xp.asarray([0.0]), xp.asarray([1.0]), epsilon=0.2)
+    >>> round(float(loss), 12), grad  # log 2 at z = 0; sigmoid(0) - 0.9
+    (0.69314718056, Array([-0.4], dtype=array_api_strict.float64))
+"""

@@ -1,0 +1,452 @@
+"""Row-blocked NumPy evaluation of the smoothed cross-entropy and its gradient.
+
+The formulas are those of ``_core`` (one row, ``d = m - z >= 0``):
+
+    loss = T * log1p(rest) + sum_k c_k d_k,        gradient = T * p - c,
+
+evaluated one block of rows at a time so that every intermediate stays in the processor's
+cache: the exponentials are written straight into the gradient's own buffer (or into one
+block-sized scratch buffer when only the loss is wanted), so no temporary as large as the
+logits is ever allocated. Each block is read once from memory and its gradient written once.
+
+The per-row scalars (log-sum, target logit, prior-weighted logit sum) are accumulated in
+float64, as in the generic path. Rows whose maximum is not finite (NaN, ``+inf``, all
+``-inf``) and probability targets are evaluated by the generic path block by block, so every
+case gives the generic path's result; only the memory traffic differs.
+
+Blocks are shared between threads when the problem is large (NumPy releases the GIL inside
+its loops); ``LABELSMOOTH_NUM_THREADS`` caps their number (default: the usable cores, at
+most 8).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_numpy_namespace
+
+from . import _core
+
+__all__ = ["ENABLED", "eligible", "evaluate"]
+
+# Set to False to send every problem to the generic path (used by the tests).
+ENABLED = True
+
+# A block of rows of about this many bytes stays in a core's L2 cache through its passes.
+_BLOCK_BYTES = 1 << 18
+# Below this many logits the work is too short for threads to pay off.
+_PARALLEL_MIN_ELEMENTS = 1 << 20
+# float32 rows are summed as `_PARTS` float32 partial sums of strided elements, which are
+# then added in float64: each partial adds at most 8 terms (relative error <= 7 u, in
+# practice a small fraction of a float32 ulp), and the long sum is float64. Casting every
+# element to float64 instead costs more than the exponentials.
+_PARTS = 8
+_PARTIAL_MIN_CLASSES = 64
+
+
+def _usable_threads() -> int:
+    setting = os.environ.get("LABELSMOOTH_NUM_THREADS")
+    if setting:
+        try:
+            return max(1, int(setting))
+        except ValueError:
+            return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def _single_row(prior: Any, shape: tuple[int, ...]) -> Any:
+    """The prior as one ``(K,)`` row when it is the same for every sample, else None."""
+    if prior.ndim == 1:
+        return prior
+    full = np.broadcast_to(prior, shape)
+    if all(stride == 0 or size == 1 for size, stride in zip(full.shape[:-1], full.strides[:-1])):
+        return full[(0,) * (full.ndim - 1)]
+    return None
+
+
+def _leading_dims(x: np.ndarray) -> int:
+    """Number of leading batch axes to loop over so that the rest merge into one row axis."""
+    batch = x.ndim - 1
+    lead = batch
+    expected = None
+    for axis in range(batch - 1, -1, -1):
+        size, stride = x.shape[axis], x.strides[axis]
+        if size == 1:
+            lead = axis
+            continue
+        if expected is not None and stride != expected:
+            break
+        expected = size * stride
+        lead = axis
+    return lead
+
+
+def _segments(x: np.ndarray, lead: int) -> list[np.ndarray]:
+    """2-D ``(rows, K)`` views of ``x`` (class axis last), in row-major sample order."""
+    if x.ndim == 2 and lead == 0:
+        return [x]
+    num_classes = x.shape[-1]
+    views = []
+    for index in np.ndindex(*x.shape[:lead]):
+        sub = x[index]
+        rows = 1
+        row_stride = 0
+        for size, stride in zip(sub.shape[:-1], sub.strides[:-1]):
+            rows *= size
+            if size != 1:
+                row_stride = stride
+        views.append(np.lib.stride_tricks.as_strided(
+            sub, (rows, num_classes), (row_stride, sub.strides[-1]), writeable=False))
+    return views
+
+
+def eligible(problem: Any) -> bool:
+    """Whether ``problem`` (a validated ``_losses._Problem``) takes the NumPy fast path."""
+    if not ENABLED or not is_numpy_namespace(problem.xp):
+        return False
+    z = problem.logits
+    if type(z) is not np.ndarray or z.dtype not in (np.float32, np.float64) or z.size == 0:
+        return False
+    if problem.allowed is not None or problem.poison is not None:
+        return False
+    if problem.probabilities is not None and type(problem.probabilities) is not np.ndarray:
+        return False
+    prior = problem.prior
+    if prior is not None and not isinstance(prior, str):
+        if type(prior) is not np.ndarray or _single_row(prior, z.shape) is None:
+            return False
+    lead = _leading_dims(z)
+    if problem.probabilities is not None:
+        lead = max(lead, _leading_dims(problem.probabilities))
+    rows_per_segment = 1
+    for size in z.shape[lead:-1]:
+        rows_per_segment *= size
+    # Segments of a few rows each would cost more in Python than the generic path.
+    return lead == 0 or rows_per_segment >= 16
+
+
+@dataclass
+class _Plan:
+    problem: Any
+    with_grad: bool
+    work: Any
+    num_rows: int
+    num_classes: int
+    block_rows: int
+    labels: Any  # (M,) or None
+    epsilon: Any  # float or (M,) float64
+    prior_row: Any  # None, "others" or (K,)
+    row_scale: Any  # 1.0 or 0-d float64
+    # label targets
+    profile: Any = None  # (K,) work dtype, or None for all ones
+    profile_zero: Any = None  # (K,) bool where the profile is 0, or None
+    true_coef: Any = None
+    spread_coef: Any = None
+    total: Any = None
+    total_scaled: Any = None
+    true_part: Any = None  # work dtype
+    spread_part: Any = None  # work dtype, or None
+    # per-row results, float64
+    log_sum: Any = None
+    true_shifted: Any = None
+    profile_shifted: Any = None
+    generic_loss: Any = None
+    generic_ranges: list = field(default_factory=list)
+
+
+class _Workspace:
+    """Block-sized buffers owned by one thread."""
+
+    def __init__(self, plan: _Plan) -> None:
+        b, k = plan.block_rows, plan.num_classes
+        self.rows = np.arange(b)
+        self.scratch = None if plan.with_grad else np.empty((b, k), plan.work)
+        self.weighted = None if plan.profile is None else np.empty((b, k), plan.work)
+        self.parts = None
+        if plan.work == np.float32 and k >= _PARTIAL_MIN_CLASSES:
+            self.parts = np.empty((b, k // _PARTS), np.float32)
+
+
+def _row_sums(x: np.ndarray, ws: _Workspace) -> np.ndarray:
+    """float64 sums of the rows of a C-contiguous-rows block."""
+    if ws.parts is None:
+        return np.add.reduce(x, axis=1, dtype=np.float64)
+    b, k = x.shape
+    width = k // _PARTS
+    whole = width * _PARTS
+    parts = ws.parts[:b]
+    np.add.reduce(x[:, :whole].reshape(b, _PARTS, width), axis=1, out=parts)
+    sums = np.add.reduce(parts, axis=1, dtype=np.float64)
+    if whole < k:
+        sums += np.add.reduce(x[:, whole:], axis=1, dtype=np.float64)
+    return sums
+
+
+def _rows_of(value: Any, start: int, stop: int, column: bool = False) -> Any:
+    if isinstance(value, np.ndarray) and value.ndim:
+        part = value[start:stop]
+        return part[:, None] if column else part
+    return value
+
+
+def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, start: int, stop: int) -> None:
+    """Evaluate rows ``start:stop`` with the generic path (same formulas, same edge cases)."""
+    from . import _losses
+
+    problem = plan.problem
+    epsilon = plan.epsilon
+    if isinstance(epsilon, np.ndarray):
+        epsilon = epsilon[start:stop, None]
+    sub = replace(
+        problem, logits=z_block, probabilities=q_block, epsilon=epsilon, prior=plan.prior_row,
+        labels=None if plan.labels is None else plan.labels[start:stop],
+        ignored=None, poison=None,
+    )
+    evaluation = _losses._evaluate(sub)
+    plan.generic_loss[start:stop] = evaluation.per_sample[:, 0]
+    plan.generic_ranges.append((start, stop))
+    if grad_block is None:
+        return
+    if plan.labels is not None:
+        grad = _core.label_gradient(evaluation.rows, evaluation.label_terms, plan.row_scale, problem.xp)
+    else:
+        grad = _core.dense_gradient(evaluation.rows, evaluation.dense_coef, evaluation.dense_total,
+                                    plan.row_scale, problem.xp)
+    grad_block[...] = grad
+
+
+def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: int, ws: _Workspace) -> None:
+    b = stop - start
+    rows = ws.rows[:b]
+    top = np.argmax(z_block, axis=1)
+    shift = z_block[rows, top]
+    if not np.isfinite(shift).all():
+        _generic_block(plan, z_block, None, grad_block, start, stop)
+        return
+    work = ws.scratch[:b] if grad_block is None else grad_block
+    # work = z - m <= 0 (rounded as in the generic path), the exact 0 at the row maximum.
+    np.subtract(z_block, shift[:, None], out=work)
+    labels = plan.labels[start:stop]
+    plan.true_shifted[start:stop] = work[rows, labels]
+    if plan.profile_shifted is not None:
+        if plan.profile is None:
+            plan.profile_shifted[start:stop] = _row_sums(work, ws)
+        else:
+            weighted = ws.weighted[:b]
+            np.multiply(work, plan.profile, out=weighted)
+            if plan.profile_zero is not None:
+                # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
+                np.copyto(weighted, 0.0, where=plan.profile_zero)
+            plan.profile_shifted[start:stop] = _row_sums(weighted, ws)
+    np.exp(work, out=work)
+    # The maximum's exact 1 is kept out of the sum: log(s) = log1p(rest) keeps full
+    # relative precision in rows dominated by one class.
+    work[rows, top] = 0.0
+    rest = _row_sums(work, ws)
+    plan.log_sum[start:stop] = np.log1p(rest)
+    if grad_block is None:
+        return
+    work[rows, top] = 1.0
+    prob_coef = (_rows_of(plan.total_scaled, start, stop) / (rest + 1.0)).astype(plan.work)
+    np.multiply(work, prob_coef[:, None], out=work)
+    if plan.spread_part is not None:
+        spread = _rows_of(plan.spread_part, start, stop, column=True)
+        if plan.profile is None:
+            np.subtract(work, spread, out=work)
+        else:
+            spread_row = ws.weighted[:b]
+            np.multiply(plan.profile, spread, out=spread_row)
+            np.subtract(work, spread_row, out=work)
+    work[rows, labels] -= _rows_of(plan.true_part, start, stop)
+
+
+def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
+    ws = _Workspace(plan)
+    with np.errstate(all="ignore"):
+        for start, stop, z_block, q_block in tasks:
+            grad_block = None if grad_rows is None else grad_rows[start:stop]
+            if q_block is None:
+                _label_block(plan, z_block, grad_block, start, stop, ws)
+            else:
+                _generic_block(plan, z_block, q_block, grad_block, start, stop)
+
+
+def _blocks(plan: _Plan, z_views: list, q_views: Any) -> list:
+    tasks = []
+    offset = 0
+    step = plan.block_rows
+    for i, z_view in enumerate(z_views):
+        rows = z_view.shape[0]
+        q_view = None if q_views is None else q_views[i]
+        for first in range(0, rows, step):
+            last = min(first + step, rows)
+            tasks.append((offset + first, offset + last, z_view[first:last],
+                          None if q_view is None else q_view[first:last]))
+        offset += rows
+    return tasks
+
+
+def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
+    threads = min(_usable_threads(), len(tasks))
+    if threads <= 1 or plan.num_rows * plan.num_classes < _PARALLEL_MIN_ELEMENTS:
+        _run_blocks(plan, tasks, grad_rows)
+        return
+    # Contiguous runs of blocks, one per thread (the calling thread takes the last).
+    bounds = [len(tasks) * i // threads for i in range(threads + 1)]
+    errors: list = []
+
+    def work(share: list) -> None:
+        try:
+            _run_blocks(plan, share, grad_rows)
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=work, args=(tasks[bounds[i]:bounds[i + 1]],), daemon=True)
+               for i in range(threads - 1)]
+    for helper in helpers:
+        helper.start()
+    work(tasks[bounds[-2]:bounds[-1]])
+    for helper in helpers:
+        helper.join()
+    if errors:
+        raise errors[0]
+
+
+def _label_coefficients(plan: _Plan) -> None:
+    """Per-row ``T``, ``c_y`` and smoothing coefficients: ``_core.label_target_terms``."""
+    problem = plan.problem
+    weight, epsilon, prior = problem.weight, plan.epsilon, plan.prior_row
+    true_weight = 1.0 if weight is None else weight[plan.labels].astype(np.float64)
+    true_coef = (1.0 - epsilon) * true_weight
+    spread_coef = profile = None
+    if isinstance(epsilon, float) and epsilon == 0.0:
+        total = true_coef
+    else:
+        if prior is None or isinstance(prior, str):
+            profile = weight
+            spread_coef = epsilon / (plan.num_classes if prior is None else plan.num_classes - 1.0)
+            if prior == "others":
+                true_coef = true_coef - spread_coef * true_weight
+        else:
+            profile = prior if weight is None else prior * weight
+            spread_coef = epsilon * 1.0
+        if profile is None:
+            profile_sum = plan.num_classes * 1.0
+        else:
+            profile_sum = np.add.reduce(profile, dtype=np.float64)
+            if not profile.all():
+                plan.profile_zero = profile == 0
+        total = true_coef + spread_coef * profile_sum
+    plan.profile, plan.true_coef, plan.spread_coef, plan.total = profile, true_coef, spread_coef, total
+    scale = plan.row_scale
+    plan.total_scaled = total * scale
+    plan.true_part = np.asarray(true_coef * scale).astype(plan.work)
+    if spread_coef is not None:
+        plan.spread_part = np.asarray(spread_coef * scale).astype(plan.work)
+
+
+def _label_losses(plan: _Plan) -> Any:
+    """Per-sample losses ``T log(s) + sum_k c_k d_k`` from the per-row sums."""
+    true_distance = -plan.true_shifted
+    weighted_distance = plan.true_coef * true_distance
+    if plan.spread_coef is not None:
+        spread_distance = plan.spread_coef * -plan.profile_shifted
+        if isinstance(plan.spread_coef, np.ndarray):
+            # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
+            spread_distance = np.where(plan.spread_coef == 0.0, 0.0, spread_distance)
+        weighted_distance = weighted_distance + spread_distance
+    return plan.total * plan.log_sum + weighted_distance
+
+
+def _mean_denominator(problem: Any, labels: Any, ignored: Any, num_rows: int) -> Any:
+    """PyTorch's normaliser: sum of w_y over counted samples (labels) or N (probabilities)."""
+    if labels is None or (problem.weight is None and ignored is None):
+        return np.float64(num_rows)
+    if problem.weight is None:
+        counted = np.ones(num_rows)
+    else:
+        counted = problem.weight[labels].astype(np.float64)
+    if ignored is not None:
+        counted[ignored] = 0.0
+    return np.add.reduce(counted)
+
+
+def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
+    """``(loss, grad)`` of an eligible problem (``grad`` is None unless ``with_grad``)."""
+    z = problem.logits
+    num_classes = z.shape[-1]
+    batch_shape = z.shape[:-1]
+    num_rows = z.size // num_classes
+    labels = None if problem.labels is None else np.reshape(problem.labels, -1)
+    ignored = None if problem.ignored is None else np.reshape(problem.ignored, -1)
+    epsilon = problem.epsilon
+    if not isinstance(epsilon, float):
+        epsilon = np.reshape(epsilon, -1)
+    prior = problem.prior
+    if prior is not None and not isinstance(prior, str):
+        prior = _single_row(prior, z.shape)
+
+    with np.errstate(all="ignore"):
+        reduction = problem.reduction
+        if reduction == "mean":
+            denominator = _mean_denominator(problem, labels, ignored, num_rows)
+            row_scale = np.asarray(1.0 / denominator if denominator != 0 else np.nan)
+        else:
+            row_scale = 1.0
+
+        block_rows = max(1, min(num_rows, _BLOCK_BYTES // (num_classes * z.itemsize)))
+        plan = _Plan(problem=problem, with_grad=with_grad, work=z.dtype, num_rows=num_rows,
+                     num_classes=num_classes, block_rows=block_rows, labels=labels,
+                     epsilon=epsilon, prior_row=prior, row_scale=row_scale)
+        plan.generic_loss = np.zeros(num_rows)
+        if labels is not None:
+            _label_coefficients(plan)
+            plan.log_sum = np.zeros(num_rows)
+            plan.true_shifted = np.zeros(num_rows)
+            if plan.spread_coef is not None:
+                plan.profile_shifted = np.zeros(num_rows)
+
+        lead = _leading_dims(z)
+        q = problem.probabilities
+        if q is not None:
+            lead = max(lead, _leading_dims(q))
+        tasks = _blocks(plan, _segments(z, lead), None if q is None else _segments(q, lead))
+        grad_rows = np.empty((num_rows, num_classes), z.dtype) if with_grad else None
+        _run(plan, tasks, grad_rows)
+
+        if labels is not None:
+            per_sample = _label_losses(plan)
+            for start, stop in plan.generic_ranges:
+                per_sample[start:stop] = plan.generic_loss[start:stop]
+        else:
+            per_sample = plan.generic_loss
+        if ignored is not None:
+            per_sample[ignored] = 0.0
+            if grad_rows is not None:
+                grad_rows[ignored] = 0.0
+
+        result_dtype = problem.result_dtype
+        if reduction == "none":
+            loss = per_sample.reshape(batch_shape).astype(result_dtype)
+        else:
+            total = np.add.reduce(per_sample)
+            if reduction == "mean":
+                total = total / denominator if denominator != 0 else np.float64(np.nan)
+            loss = np.asarray(total, dtype=result_dtype)
+
+    if grad_rows is None:
+        return loss, None
+    grad = grad_rows.reshape(z.shape)
+    if grad.dtype != result_dtype:
+        grad = grad.astype(result_dtype)
+    if problem.axis != problem.ndim - 1:
+        grad = np.moveaxis(grad, -1, problem.axis)
+    return loss, grad
