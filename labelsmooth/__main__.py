@@ -20,7 +20,6 @@ from typing import Any
 
 __all__ = ["main"]
 
-# (import name, shown name); versions come from the installed distribution's metadata.
 LIBRARIES = (
     ("numpy", "NumPy"),
     ("array_api_compat", "array-api-compat"),
@@ -216,13 +215,17 @@ def _keras_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
 
     backend = keras.backend.backend()
     return [
-        ("Keras", f"CategoricalCrossentropy(from_logits, label_smoothing) [{backend}]", "eps/K, batch mean", categorical),
+        ("Keras", f"CategoricalCrossentropy(from_logits, label_smoothing) [{backend}]", "eps/K, batch mean",
+         categorical),
         ("Keras", f"BinaryCrossentropy(from_logits, label_smoothing) [{backend}]", "y(1-eps)+eps/2, mean", binary),
     ]
 
 
 def _choose_keras_backend() -> None:
-    # Keras 3 reads KERAS_BACKEND once, at import; its default (TensorFlow) may be missing.
+    """Pick an installed Keras backend when none is set and TensorFlow (Keras' default) is absent.
+
+    Keras 3 reads ``KERAS_BACKEND`` once, when it is first imported.
+    """
     if "KERAS_BACKEND" in os.environ or importlib.util.find_spec("tensorflow") is not None:
         return
     for candidate in ("jax", "torch"):
@@ -232,6 +235,7 @@ def _choose_keras_backend() -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Print the library table and the agreement table; 1 if a comparison differs or fails."""
     import numpy as np
 
     import labelsmooth as ls
@@ -261,7 +265,7 @@ def _check(args: argparse.Namespace) -> int:
             if name == "Keras":
                 _choose_keras_backend()
             cases = build(rng)
-        except Exception as exc:  # a broken installation is reported, not raised
+        except Exception as exc:
             rows.append((name, "-", "-", dtype, "-", f"error: {type(exc).__name__}: {exc}"))
             failures += 1
             continue
@@ -306,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version and usage errors
+    except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     if args.command is None:
         parser.print_help()

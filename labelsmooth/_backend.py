@@ -63,8 +63,12 @@ def is_traced(x: Any) -> bool:
     if is_dask_array(x):
         return True
     if is_jax_array(x):
-        jax_core = sys.modules["jax"].core
-        return isinstance(x, jax_core.Tracer)
+        jax = sys.modules["jax"]
+        if isinstance(x, jax.core.Tracer):
+            return True
+        # A concrete array captured by a function under jax.jit: every operation on it is
+        # staged into the trace, so values derived from it cannot be read either.
+        return isinstance(jax.numpy.zeros((), dtype=x.dtype), jax.core.Tracer)
     return False
 
 

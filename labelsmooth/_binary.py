@@ -331,9 +331,10 @@ binary_cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`binary_cross
     Array([-0.4,  0.4], dtype=array_api_strict.float64)
 """
 
-binary_cross_entropy_with_grad.__doc__ = r"""Loss and gradient together: ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``.
+binary_cross_entropy_with_grad.__doc__ = r"""Loss and gradient of :func:`binary_cross_entropy` together.
 
-    The smoothed targets and ``exp(-|z|)`` are formed once and shared.
+    Returns ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``; the smoothed
+    targets and ``exp(-|z|)`` are formed once and shared.
 """ + _DOC_PARAMETERS + r"""
     Returns
     -------

@@ -55,7 +55,12 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     """
     if allowed is not None:
         z = xp.where(allowed, z, -_INF)
-    shift = xp.max(z, axis=-1, keepdims=True)
+    if any(size == 0 for size in z.shape[:-1]):
+        # An empty batch has no row to shift; Dask cannot even take its maximum (max has
+        # no identity), so an empty shift of the right shape stands in.
+        shift = xp.zeros(tuple(z.shape[:-1]) + (1,), dtype=z.dtype, device=device_of(z))
+    else:
+        shift = xp.max(z, axis=-1, keepdims=True)
     # A row without a finite maximum (all -inf, or holding +inf or NaN) has no defined
     # softmax: shifting it by NaN makes every quantity of that row NaN quietly, where
     # inf - inf and 0 * inf would raise floating-point warnings on the way. logsumexp
@@ -66,9 +71,9 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     # Sum of the terms below the maximum; the maxima contribute exactly 1 each.
     rest = xp.sum(xp.where(at_max, 0.0, exp_shifted), axis=-1, keepdims=True, dtype=acc_dtype)
     n_max = xp.sum(xp.astype(at_max, acc_dtype), axis=-1, keepdims=True)
-    # n_max = 0 only for an all -inf row: log1p(-1) = -inf, the right log-sum.
+    # A finite maximum gives n_max >= 1 (rows without one are NaN throughout), so excess >= 0.
     excess = rest + (n_max - 1.0)
-    # log1p(-1) = -inf, written out to avoid a divide-by-zero warning on NumPy.
+    # Kept as a guard: log1p(-1) = -inf, written out to avoid a divide-by-zero warning on NumPy.
     empty = excess <= -1.0
     log_sum = xp.where(empty, -_INF, xp.log1p(xp.where(empty, 0.0, excess)))
     return RowSoftmax(
@@ -197,11 +202,13 @@ def true_term_distance(true_coef: Any, class_weight: Any, true_distance: Any, sp
     infinite = true_distance == _INF
     finite_distance = xp.where(infinite, 0.0, true_distance)
     distance = true_coef * finite_distance + spread_distance
-    if isinstance(class_weight, float) and isinstance(true_coef, float):
-        limit = _INF if class_weight > 0.0 else (distance if true_coef == 0.0 else _NAN)
+    if isinstance(true_coef, float):
+        no_mass = distance if true_coef == 0.0 else distance + _NAN
     else:
-        no_mass = xp.where(true_coef == 0.0, distance, _NAN) if not isinstance(true_coef, float) else (
-            distance if true_coef == 0.0 else _NAN)
+        no_mass = xp.where(true_coef == 0.0, distance, _NAN)
+    if isinstance(class_weight, float):
+        limit = _INF if class_weight > 0.0 else no_mass
+    else:
         limit = xp.where(class_weight > 0.0, _INF, no_mass)
     return xp.where(infinite, limit, distance)
 

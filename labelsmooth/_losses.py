@@ -7,7 +7,7 @@ from typing import Any
 
 from array_api_compat import is_array_api_obj
 
-from . import _core, _numpy_fast
+from . import _core, _jax_fast, _numpy_fast, _torch_fast
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
 from ._softmax import _prior_rows, validate_prior_values
 from ._validation import (
@@ -298,7 +298,8 @@ def _evaluate(problem: _Problem) -> _Evaluation:
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
     if problem.poison is not None:
-        per_sample = xp.where(problem.poison, _NAN, per_sample)
+        # Multiply rather than select, so that autodiff of the loss is NaN there as well.
+        per_sample = per_sample * xp.where(problem.poison, _NAN, 1.0)
     return _Evaluation(per_sample, rows, label_terms, dense_coef, dense_total)
 
 
@@ -428,6 +429,10 @@ def cross_entropy(
                        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
     if _numpy_fast.eligible(problem):
         return _numpy_fast.evaluate(problem, with_grad=False)[0]
+    if _jax_fast.eligible(problem):
+        return _jax_fast.evaluate(problem, with_grad=False)[0]
+    if _torch_fast.eligible(problem):
+        return _torch_fast.evaluate(problem, with_grad=False)[0]
     loss, _ = _reduce(problem, _evaluate(problem))
     return loss
 
@@ -469,6 +474,10 @@ def cross_entropy_with_grad(
                        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
     if _numpy_fast.eligible(problem):
         return _numpy_fast.evaluate(problem, with_grad=True)
+    if _jax_fast.eligible(problem):
+        return _jax_fast.evaluate(problem, with_grad=True)
+    if _torch_fast.eligible(problem):
+        return _torch_fast.evaluate(problem, with_grad=True)
     evaluation = _evaluate(problem)
     loss, scale = _reduce(problem, evaluation)
     return loss, _gradient(problem, evaluation, scale)

@@ -21,6 +21,7 @@ most 8).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field, replace
@@ -36,8 +37,10 @@ __all__ = ["ENABLED", "eligible", "evaluate"]
 # Set to False to send every problem to the generic path (used by the tests).
 ENABLED = True
 
-# A block of rows of about this many bytes stays in a core's L2 cache through its passes.
-_BLOCK_BYTES = 1 << 18
+# A block of rows of about this many bytes stays in a core's L2 cache through its passes,
+# and is long enough that the Python work between NumPy calls (which holds the GIL) is
+# small beside the calls themselves.
+_BLOCK_BYTES = 1 << 20
 # Below this many logits the work is too short for threads to pay off.
 _PARALLEL_MIN_ELEMENTS = 1 << 20
 # float32 rows are summed as `_PARTS` float32 partial sums of strided elements, which are
@@ -162,29 +165,42 @@ class _Plan:
     generic_ranges: list = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=32)
+def _constants(rows: int, width: int, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read-only ``arange(rows)``, ``ones(width)`` and ``arange(rows) * num_classes``."""
+    arrays = (np.arange(rows), np.ones(width), np.arange(rows) * num_classes)
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
 class _Workspace:
     """Block-sized buffers owned by one thread."""
 
     def __init__(self, plan: _Plan) -> None:
         b, k = plan.block_rows, plan.num_classes
-        self.rows = np.arange(b)
         self.scratch = None if plan.with_grad else np.empty((b, k), plan.work)
         self.weighted = None if plan.profile is None else np.empty((b, k), plan.work)
         self.parts = None
+        width = k
         if plan.work == np.float32 and k >= _PARTIAL_MIN_CLASSES:
-            self.parts = np.empty((b, k // _PARTS), np.float32)
+            width = k // _PARTS
+            self.parts = np.empty((b, width), np.float32)
+        # row_starts: flat index of each row's first element in a C-contiguous block.
+        self.rows, self.ones, self.row_starts = _constants(b, width, k)
 
 
 def _row_sums(x: np.ndarray, ws: _Workspace) -> np.ndarray:
-    """float64 sums of the rows of a C-contiguous-rows block."""
+    """float64 sums of the rows of a C-contiguous block (a matrix-vector product in float64:
+    NumPy's row reductions cast element by element and are slow on short rows)."""
     if ws.parts is None:
-        return np.add.reduce(x, axis=1, dtype=np.float64)
+        return x.astype(np.float64) @ ws.ones
     b, k = x.shape
     width = k // _PARTS
     whole = width * _PARTS
     parts = ws.parts[:b]
     np.add.reduce(x[:, :whole].reshape(b, _PARTS, width), axis=1, out=parts)
-    sums = np.add.reduce(parts, axis=1, dtype=np.float64)
+    sums = parts.astype(np.float64) @ ws.ones
     if whole < k:
         sums += np.add.reduce(x[:, whole:], axis=1, dtype=np.float64)
     return sums
@@ -232,10 +248,12 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
         _generic_block(plan, z_block, None, grad_block, start, stop)
         return
     work = ws.scratch[:b] if grad_block is None else grad_block
+    flat = work.reshape(-1)
     # work = z - m <= 0 (rounded as in the generic path), the exact 0 at the row maximum.
     np.subtract(z_block, shift[:, None], out=work)
-    labels = plan.labels[start:stop]
-    plan.true_shifted[start:stop] = work[rows, labels]
+    at_label = ws.row_starts[:b] + plan.labels[start:stop]
+    at_top = ws.row_starts[:b] + top
+    plan.true_shifted[start:stop] = flat[at_label]
     if plan.profile_shifted is not None:
         if plan.profile is None:
             plan.profile_shifted[start:stop] = _row_sums(work, ws)
@@ -249,12 +267,12 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     np.exp(work, out=work)
     # The maximum's exact 1 is kept out of the sum: log(s) = log1p(rest) keeps full
     # relative precision in rows dominated by one class.
-    work[rows, top] = 0.0
+    flat[at_top] = 0.0
     rest = _row_sums(work, ws)
     plan.log_sum[start:stop] = np.log1p(rest)
     if grad_block is None:
         return
-    work[rows, top] = 1.0
+    flat[at_top] = 1.0
     prob_coef = (_rows_of(plan.total_scaled, start, stop) / (rest + 1.0)).astype(plan.work)
     np.multiply(work, prob_coef[:, None], out=work)
     if plan.spread_part is not None:
@@ -265,18 +283,17 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
             spread_row = ws.weighted[:b]
             np.multiply(plan.profile, spread, out=spread_row)
             np.subtract(work, spread_row, out=work)
-    work[rows, labels] -= _rows_of(plan.true_part, start, stop)
+    flat[at_label] -= _rows_of(plan.true_part, start, stop)
 
 
 def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
     ws = _Workspace(plan)
-    with np.errstate(all="ignore"):
-        for start, stop, z_block, q_block in tasks:
-            grad_block = None if grad_rows is None else grad_rows[start:stop]
-            if q_block is None:
-                _label_block(plan, z_block, grad_block, start, stop, ws)
-            else:
-                _generic_block(plan, z_block, q_block, grad_block, start, stop)
+    for start, stop, z_block, q_block in tasks:
+        grad_block = None if grad_rows is None else grad_rows[start:stop]
+        if q_block is None:
+            _label_block(plan, z_block, grad_block, start, stop, ws)
+        else:
+            _generic_block(plan, z_block, q_block, grad_block, start, stop)
 
 
 def _blocks(plan: _Plan, z_views: list, q_views: Any) -> list:
@@ -295,8 +312,11 @@ def _blocks(plan: _Plan, z_views: list, q_views: Any) -> list:
 
 
 def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
+    if len(tasks) < 2 or plan.num_rows * plan.num_classes < _PARALLEL_MIN_ELEMENTS:
+        _run_blocks(plan, tasks, grad_rows)
+        return
     threads = min(_usable_threads(), len(tasks))
-    if threads <= 1 or plan.num_rows * plan.num_classes < _PARALLEL_MIN_ELEMENTS:
+    if threads <= 1:
         _run_blocks(plan, tasks, grad_rows)
         return
     # Contiguous runs of blocks, one per thread (the calling thread takes the last).
@@ -305,7 +325,9 @@ def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
 
     def work(share: list) -> None:
         try:
-            _run_blocks(plan, share, grad_rows)
+            # NumPy's error state is per thread: the helpers start from the default.
+            with np.errstate(all="ignore"):
+                _run_blocks(plan, share, grad_rows)
         except BaseException as exc:  # re-raised in the calling thread
             errors.append(exc)
 
@@ -406,13 +428,14 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         plan = _Plan(problem=problem, with_grad=with_grad, work=z.dtype, num_rows=num_rows,
                      num_classes=num_classes, block_rows=block_rows, labels=labels,
                      epsilon=epsilon, prior_row=prior, row_scale=row_scale)
-        plan.generic_loss = np.zeros(num_rows)
+        # Every row is written by the block that holds it.
+        plan.generic_loss = np.empty(num_rows)
         if labels is not None:
             _label_coefficients(plan)
-            plan.log_sum = np.zeros(num_rows)
-            plan.true_shifted = np.zeros(num_rows)
+            plan.log_sum = np.empty(num_rows)
+            plan.true_shifted = np.empty(num_rows)
             if plan.spread_coef is not None:
-                plan.profile_shifted = np.zeros(num_rows)
+                plan.profile_shifted = np.empty(num_rows)
 
         lead = _leading_dims(z)
         q = problem.probabilities

@@ -173,4 +173,4 @@ def first_value(x: Any, bad: Any, xp: Any) -> Any:
     flat = xp.reshape(x, (-1,))
     index = int(xp.argmax(xp.astype(flat_bad, xp.int32)))
     value = flat[index]
-    return value.item() if hasattr(value, "item") else float(value)
+    return int(value) if xp.isdtype(x.dtype, "integral") else float(value)

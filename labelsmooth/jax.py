@@ -90,7 +90,7 @@ def cross_entropy(
     return _loss_with_analytic_vjp(static)(jnp.asarray(logits), jnp.asarray(targets), arrays)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=256)
 def _loss_with_analytic_vjp(static: tuple[tuple[str, Any], ...]) -> Any:
     """The loss for one set of static options, as a ``jax.custom_vjp`` function."""
     options = dict(static)

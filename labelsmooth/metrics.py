@@ -103,7 +103,8 @@ def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any
                    f"got a value of {first_value(probs, bad_probs, xp)}")
             raise ValueError(msg)
         if bool(xp.any(bad_labels)):
-            msg = f"labels must be class indices in [0, {num_classes}), got a label of {first_value(labels, bad_labels, xp)}"
+            value = first_value(labels, bad_labels, xp)
+            msg = f"labels must be class indices in [0, {num_classes}), got a label of {value}"
             raise ValueError(msg)
     else:
         poison = xp.any(bad_probs) | xp.any(bad_labels)
@@ -158,7 +159,7 @@ def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, 
     with ``\hat p_i = max_k p_ik`` the top-label confidence, ``\hat y_i = argmax_k p_ik``
     (the first of tied maxima), and ``S_b`` the samples whose confidence lies in the
     equal-width bin ``((b-1)/B, b/B]``. Guo, Pleiss, Sun and Weinberger (2017), "On
-    Calibration of Modern Neural Networks", ICML, eq. (3). 0 is perfect calibration; a
+    Calibration of Modern Neural Networks", ICML, section 2. 0 is perfect calibration; a
     model that is right 70% of the time when 90% sure contributes 0.2 times the weight of
     that bin.
 
@@ -208,7 +209,9 @@ def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, 
     return xp.astype(_poisoned(ece, top.poison, xp), top.result_dtype)
 
 
-def reliability_diagram(probs: Any, labels: Any, /, *, n_bins: int = 15, axis: int = -1, xp: Any = None) -> ReliabilityDiagram:
+def reliability_diagram(
+    probs: Any, labels: Any, /, *, n_bins: int = 15, axis: int = -1, xp: Any = None
+) -> ReliabilityDiagram:
     r"""The data of a reliability diagram: per-bin confidence, accuracy and count.
 
     Samples are binned by top-label confidence into ``n_bins`` equal-width bins

@@ -34,48 +34,50 @@ class _AnalyticCrossEntropy(torch.autograd.Function):
                 where: Any, axis: int, ignore_index: Any, reduction: str) -> Any:
         options = {"epsilon": epsilon, "prior": prior, "weight": weight, "where": where,
                    "axis": axis, "ignore_index": ignore_index, "reduction": reduction}
-        ctx.options = options
-        ctx.class_axis = axis % logits.ndim
+        grad = None
         if ctx.needs_input_grad[0]:
             loss, grad = _losses.cross_entropy_with_grad(logits, targets, **options)
-            ctx.save_for_backward(grad)
         else:
             loss = _losses.cross_entropy(logits, targets, **options)
         # Derivatives for anything but the logits (probability targets, an array epsilon,
         # prior or weight that requires grad) come from autodiff, replayed only if asked.
-        ctx.replay = any(ctx.needs_input_grad[1:6])
-        if ctx.replay:
-            ctx.replay_inputs = (logits.detach(), targets, epsilon, prior, weight, where)
+        replay = any(ctx.needs_input_grad[1:6])
+        inputs = (logits, targets, epsilon, prior, weight, where) if replay else ()
+        ctx.tensor_slots = [isinstance(value, torch.Tensor) for value in inputs]
+        ctx.constants = [None if is_tensor else value for value, is_tensor in zip(inputs, ctx.tensor_slots)]
+        ctx.save_for_backward(grad, *[value for value in inputs if isinstance(value, torch.Tensor)])
+        ctx.options = {"axis": axis, "ignore_index": ignore_index, "reduction": reduction}
+        ctx.class_axis = axis % logits.ndim
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
+        grad, *saved = ctx.saved_tensors
         logits_grad = None
-        if ctx.needs_input_grad[0]:
-            (grad,) = ctx.saved_tensors
+        if grad is not None:
             scale = grad_output
             if ctx.options["reduction"] == "none":
                 # One incoming gradient per sample: put it back on the class axis.
                 scale = grad_output.unsqueeze(ctx.class_axis)
             logits_grad = grad * scale
         other_grads: list[Any] = [None] * 5
-        if ctx.replay:
-            other_grads = _replay_other_gradients(ctx, grad_output)
+        if ctx.tensor_slots:
+            tensors = iter(saved)
+            inputs = [next(tensors) if is_tensor else constant
+                      for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)]
+            other_grads = _replay_other_gradients(inputs, ctx.options, ctx.needs_input_grad[1:6], grad_output)
         return (logits_grad, *other_grads, None, None, None)
 
 
-def _replay_other_gradients(ctx: Any, grad_output: Any) -> list[Any]:
-    """Autodiff gradients for targets, epsilon, prior, weight (where: never)."""
-    logits, *others = ctx.replay_inputs
-    wanted = ctx.needs_input_grad[1:6]
+def _replay_other_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any) -> list[Any]:
+    """Autodiff gradients for targets, epsilon, prior and weight (``where`` has none)."""
+    logits, *others = inputs
     with torch.enable_grad():
-        leaves = [value.detach().requires_grad_() if need else value
-                  for value, need in zip(others, wanted)]
-        options = dict(ctx.options)
-        options.update(zip(("epsilon", "prior", "weight", "where"), leaves[1:]))
-        loss = _losses.cross_entropy(logits, leaves[0], **options)
-        inputs = [leaf for leaf, need in zip(leaves, wanted) if need]
-        grads = iter(torch.autograd.grad(loss, inputs, grad_output))
+        leaves = [value.detach().requires_grad_() if need else value for value, need in zip(others, wanted)]
+        epsilon, prior, weight, where = leaves[1:]
+        loss = _losses.cross_entropy(logits.detach(), leaves[0], epsilon=epsilon, prior=prior,
+                                     weight=weight, where=where, **options)
+        grads = iter(torch.autograd.grad(loss, [leaf for leaf, need in zip(leaves, wanted) if need], grad_output))
     return [next(grads) if need else None for need in wanted]
 
 
