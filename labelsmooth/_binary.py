@@ -179,12 +179,12 @@ def _reduce(problem: _BinaryProblem, loss: Any) -> Any:
     xp = problem.xp
     if problem.reduction == "none":
         return xp.astype(loss, problem.result_dtype)
-    total = xp.sum(loss, dtype=problem.acc)
+    total = xp.asarray(xp.sum(loss, dtype=problem.acc))  # a 0-d array, not a NumPy scalar
     if problem.reduction == "mean":
         count = _element_count(problem)
         if count == 0:
             return xp.asarray(_NAN, dtype=problem.result_dtype, device=device_of(problem.logits))
-        total = total / count
+        total = xp.asarray(total / count)
     return xp.astype(total, problem.result_dtype)
 
 

@@ -335,7 +335,8 @@ def _reduce(problem: _Problem, evaluation: _Evaluation) -> tuple[Any, Any]:
     per_sample = evaluation.per_sample
     if problem.reduction == "none":
         return xp.astype(per_sample[..., 0], problem.result_dtype), 1.0
-    total = xp.sum(per_sample)
+    # NumPy reductions give scalars: keep results 0-d arrays of the namespace.
+    total = xp.asarray(xp.sum(per_sample))
     if problem.reduction == "sum":
         return xp.astype(total, problem.result_dtype), 1.0
     denominator = _mean_denominator(problem, evaluation)

@@ -10,9 +10,10 @@ block-sized scratch buffer when only the loss is wanted), so no temporary as lar
 logits is ever allocated. Each block is read once from memory and its gradient written once.
 
 The per-row scalars (log-sum, target logit, prior-weighted logit sum) are accumulated in
-float64, as in the generic path. Rows whose maximum is not finite (NaN, ``+inf``, all
-``-inf``) and probability targets are evaluated by the generic path block by block, so every
-case gives the generic path's result; only the memory traffic differs.
+float64, as in the generic path, and the results agree with it to rounding (its row sums
+are added in another order). Rows whose maximum is not finite (NaN, ``+inf``, all ``-inf``)
+and probability targets are evaluated by the generic path block by block, so every edge case
+gives the generic path's result.
 
 Blocks are shared between threads when the problem is large (NumPy releases the GIL inside
 its loops); ``LABELSMOOTH_NUM_THREADS`` caps their number (default: the usable cores, at
@@ -49,6 +50,9 @@ _PARALLEL_MIN_ELEMENTS = 1 << 20
 # element to float64 instead costs more than the exponentials.
 _PARTS = 8
 _PARTIAL_MIN_CLASSES = 64
+# Rows shorter than this are broadcast against their row values as one flat array: NumPy's
+# row-by-row broadcasting costs more than the repeated values on such rows.
+_SHORT_ROW = 32
 
 
 def _usable_threads() -> int:
@@ -154,6 +158,7 @@ class _Plan:
     true_coef: Any = None
     spread_coef: Any = None
     total: Any = None
+    class_weight: Any = None  # c_y, the true class's whole target weight
     total_scaled: Any = None
     true_part: Any = None  # work dtype
     spread_part: Any = None  # work dtype, or None
@@ -250,7 +255,10 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     work = ws.scratch[:b] if grad_block is None else grad_block
     flat = work.reshape(-1)
     # work = z - m <= 0 (rounded as in the generic path), the exact 0 at the row maximum.
-    np.subtract(z_block, shift[:, None], out=work)
+    if b * _SHORT_ROW > work.size and z_block.flags.c_contiguous:
+        np.subtract(z_block.reshape(-1), np.repeat(shift, z_block.shape[1]), out=flat)
+    else:
+        np.subtract(z_block, shift[:, None], out=work)
     at_label = ws.row_starts[:b] + plan.labels[start:stop]
     at_top = ws.row_starts[:b] + top
     plan.true_shifted[start:stop] = flat[at_label]
@@ -274,7 +282,10 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
         return
     flat[at_top] = 1.0
     prob_coef = (_rows_of(plan.total_scaled, start, stop) / (rest + 1.0)).astype(plan.work)
-    np.multiply(work, prob_coef[:, None], out=work)
+    if b * _SHORT_ROW > work.size:
+        np.multiply(flat, np.repeat(prob_coef, work.shape[1]), out=flat)
+    else:
+        np.multiply(work, prob_coef[:, None], out=work)
     if plan.spread_part is not None:
         spread = _rows_of(plan.spread_part, start, stop, column=True)
         if plan.profile is None:
@@ -350,7 +361,7 @@ def _label_coefficients(plan: _Plan) -> None:
     true_coef = (1.0 - epsilon) * true_weight
     spread_coef = profile = None
     if isinstance(epsilon, float) and epsilon == 0.0:
-        total = true_coef
+        total = class_weight = true_coef
     else:
         if prior is None or isinstance(prior, str):
             profile = weight
@@ -362,12 +373,16 @@ def _label_coefficients(plan: _Plan) -> None:
             spread_coef = epsilon * 1.0
         if profile is None:
             profile_sum = plan.num_classes * 1.0
+            true_profile = 1.0
         else:
             profile_sum = np.add.reduce(profile, dtype=np.float64)
             if not profile.all():
                 plan.profile_zero = profile == 0
+            true_profile = profile[plan.labels].astype(np.float64)
         total = true_coef + spread_coef * profile_sum
+        class_weight = true_coef + spread_coef * true_profile
     plan.profile, plan.true_coef, plan.spread_coef, plan.total = profile, true_coef, spread_coef, total
+    plan.class_weight = class_weight
     scale = plan.row_scale
     plan.total_scaled = total * scale
     plan.true_part = np.asarray(true_coef * scale).astype(plan.work)
@@ -377,14 +392,19 @@ def _label_coefficients(plan: _Plan) -> None:
 
 def _label_losses(plan: _Plan) -> Any:
     """Per-sample losses ``T log(s) + sum_k c_k d_k`` from the per-row sums."""
-    true_distance = -plan.true_shifted
-    weighted_distance = plan.true_coef * true_distance
+    spread_distance: Any = 0.0
     if plan.spread_coef is not None:
         spread_distance = plan.spread_coef * -plan.profile_shifted
         if isinstance(plan.spread_coef, np.ndarray):
             # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
             spread_distance = np.where(plan.spread_coef == 0.0, 0.0, spread_distance)
-        weighted_distance = weighted_distance + spread_distance
+    true_distance = -plan.true_shifted
+    if np.isfinite(true_distance).all():
+        weighted_distance = plan.true_coef * true_distance + spread_distance
+    else:
+        # A -inf logit on a true class: the limit that the generic path takes.
+        weighted_distance = _core.true_term_distance(
+            plan.true_coef, plan.class_weight, true_distance, spread_distance, plan.problem.xp)
     return plan.total * plan.log_sum + weighted_distance
 
 

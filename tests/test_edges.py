@@ -190,15 +190,6 @@ def test_single_class_with_prior_others_is_refused(backend):
 
 # --- -inf logits ------------------------------------------------------------------------
 
-def mark_fast_path_limit(request, backend):
-    """The NumPy (also used for CPU tensors) and JAX fast paths form ``true_coef * d_y``
-    without the ``d_y = inf`` limit that the generic path takes (_core.true_term_distance)."""
-    if backend.name in ("numpy", "numpy_readonly", "torch", "jax", "jax_jit"):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="the fast paths do not yet take the limit of a -inf true-class logit "
-                                "(_core.true_term_distance); they give NaN"))
-
-
 NEG_INF_LOGITS = np.array([[-INF, 0.0, 1.0], [0.5, -INF, -1.0]])
 
 
@@ -212,7 +203,6 @@ NEG_INF_LOGITS = np.array([[-INF, 0.0, 1.0], [0.5, -INF, -1.0]])
 ], ids=["label", "uniform", "eps1", "others-true", "others-spread", "prior"])
 def test_neg_inf_logit_with_target_mass_gives_inf_loss(request, backend, labels, epsilon, prior):
     if epsilon == 1.0 or (prior == "others" and epsilon > 0.5):
-        mark_fast_path_limit(request, backend)
     labels = np.array(labels)
     prior_value = np.array([0.2, 0.3, 0.5]) if prior == "prior" else prior
     loss, grad = call(backend, "cross_entropy_with_grad", NEG_INF_LOGITS, labels, epsilon=epsilon,
@@ -242,7 +232,6 @@ def test_neg_inf_logit_with_probability_mass_gives_inf_loss(backend):
 ], ids=["unsmoothed", "prior", "weight", "unsmoothed-2"])
 def test_neg_inf_logit_without_target_mass_is_finite(request, backend, labels, epsilon, prior, weight):
     if weight is not None:
-        mark_fast_path_limit(request, backend)
     labels = np.array(labels)
     prior_value = np.array([0.0, 0.0, 1.0]) if prior == "prior" else prior
     weight_value = None if weight is None else np.array(weight)

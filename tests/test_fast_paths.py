@@ -313,7 +313,8 @@ def test_numpy_memory_stays_at_the_floor(rng: np.random.Generator) -> None:
         finally:
             tracemalloc.stop()
         del result
-        assert peak <= limit * z.nbytes, (fn.__name__, peak / z.nbytes)
+        # Beyond the result: a few block-sized buffers per thread, never an N x K temporary.
+        assert peak <= limit * z.nbytes + 8 * 2**20, (fn.__name__, peak / z.nbytes)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
