@@ -179,13 +179,14 @@ def _reduce(problem: _BinaryProblem, loss: Any) -> Any:
     xp = problem.xp
     if problem.reduction == "none":
         return xp.astype(loss, problem.result_dtype)
-    total = xp.asarray(xp.sum(loss, dtype=problem.acc))  # a 0-d array, not a NumPy scalar
+    # Kept 1-d until the end: NumPy turns 0-d arithmetic results into scalars.
+    total = xp.reshape(xp.sum(loss, dtype=problem.acc), (1,))
     if problem.reduction == "mean":
         count = _element_count(problem)
         if count == 0:
             return xp.asarray(_NAN, dtype=problem.result_dtype, device=device_of(problem.logits))
-        total = xp.asarray(total / count)
-    return xp.astype(total, problem.result_dtype)
+        total = total / count
+    return xp.reshape(xp.astype(total, problem.result_dtype), ())
 
 
 _DOC_PARAMETERS = r"""

@@ -335,14 +335,14 @@ def _reduce(problem: _Problem, evaluation: _Evaluation) -> tuple[Any, Any]:
     per_sample = evaluation.per_sample
     if problem.reduction == "none":
         return xp.astype(per_sample[..., 0], problem.result_dtype), 1.0
-    # NumPy reductions give scalars: keep results 0-d arrays of the namespace.
-    total = xp.asarray(xp.sum(per_sample))
+    # NumPy reductions give scalars: reshape to keep the result a 0-d array.
+    total = xp.reshape(xp.sum(per_sample), (1,))
     if problem.reduction == "sum":
-        return xp.astype(total, problem.result_dtype), 1.0
+        return xp.reshape(xp.astype(total, problem.result_dtype), ()), 1.0
     denominator = _mean_denominator(problem, evaluation)
     loss = _safe_divide(total, denominator, xp)
     scale = _safe_divide(xp.asarray(1.0, dtype=problem.acc, device=device_of(problem.logits)), denominator, xp)
-    return xp.astype(loss, problem.result_dtype), scale
+    return xp.reshape(xp.astype(loss, problem.result_dtype), ()), scale
 
 
 def _gradient(problem: _Problem, evaluation: _Evaluation, scale: Any) -> Any:

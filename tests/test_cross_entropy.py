@@ -213,3 +213,15 @@ def test_float32_in_float32_out(backend, rng):
     loss, grad = backend.call(ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(y), epsilon=0.1)
     assert loss.dtype == backend.dtype(np.float32)
     assert grad.dtype == backend.dtype(np.float32)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", ["cross_entropy", "kl_divergence", "binary_cross_entropy"])
+def test_reduced_results_are_zero_dimensional_arrays(rng, name, reduction):
+    # The array API returns 0-d arrays from reductions; NumPy alone would give scalars.
+    z = rng.normal(size=(3, 4)).astype(np.float32)
+    targets = rng.integers(0, 4, size=3) if name != "binary_cross_entropy" else (z > 0).astype(np.float32)
+    for where in (None, np.ones((3, 4), bool)):
+        options = {"where": where} if where is not None and name != "binary_cross_entropy" else {}
+        loss = getattr(ls, name)(z, targets, epsilon=0.1, reduction=reduction, **options)
+        assert isinstance(loss, np.ndarray) and loss.shape == () and loss.dtype == np.float32
