@@ -4,11 +4,15 @@ Same formulas as ``_core`` (one row, ``S = z - m <= 0``, ``d = -S``):
 
     loss = T * log1p(rest) + sum_k c_k d_k,        gradient = T * p - c,
 
-arranged so that XLA writes out only one N x K array besides the gradient: the shifted
-logits ``S`` (the maximum and the subtraction in one fusion). Every row sum is a plain
-reduction of ``S`` or of ``exp(S)`` (whose exponential the reduction absorbs), never of a
-comparison or a select, which XLA on CPU writes out first; the gradient takes ``exp(S)``
-again from ``S`` rather than reading back a stored copy.
+arranged so that XLA writes out no N x K array besides the gradient. Each pass over the
+logits (the two row sums ``sum(exp(z - m))`` and ``sum(m - z)``, and the gradient) takes the
+row maximum ``m`` in a form of its own, so that XLA's CPU fusions keep the maximum inside the
+pass rather than sharing it and writing out either ``S`` or ``m`` broadcast to N x K; every
+form is the exact maximum, so the values are those of ``_core``. The gradient is one
+elementwise pass, ``a * exp(S) - b`` with per-row ``a`` and ``b`` (which also carry the
+ignored and NaN rows), and the true class's ``-c_y`` is then added in place, one element a
+row, instead of by a comparison over the whole array. Rows longer than ``_ROW_TILE``
+classes store ``S`` instead (one pass writing it), which is faster there.
 
 ``rest = s - 1`` is the log-sum's argument without the maximum's exact 1. Taken as
 ``sum(exp(S)) - 1`` it has an absolute error of a few float32 ulps of 1, harmless unless the
@@ -37,6 +41,7 @@ __all__ = ["ENABLED", "eligible", "evaluate"]
 ENABLED = True
 
 _NAN = float("nan")
+_INF = float("inf")
 
 
 def eligible(problem: Any) -> bool:
@@ -48,13 +53,17 @@ def eligible(problem: Any) -> bool:
     return problem.acc == problem.logits.dtype
 
 
-def _label_terms(problem: Any, shifted: Any, dsum: Any) -> tuple[Any, ...]:
+def _label_terms(problem: Any, stored: Any, dsum: Any) -> tuple[Any, ...]:
     """``(T, c_y, spread coefficient, profile, sum_k c_k d_k)``: ``_core.label_target_terms``."""
     xp = problem.xp
+    z = problem.logits
     weight, epsilon, prior = problem.weight, problem.epsilon, problem.prior
-    num_classes = shifted.shape[-1]
+    num_classes = z.shape[-1]
     labels = problem.labels[..., None]
-    true_distance = -xp.take_along_axis(shifted, labels, axis=-1)
+    if stored is None:
+        true_distance = _row_max(z, _GATHER) - xp.take_along_axis(z, labels, axis=-1)
+    else:
+        true_distance = -xp.take_along_axis(stored, labels, axis=-1)
     true_weight = 1.0 if weight is None else xp.take(weight, problem.labels)[..., None]
     true_coef = (1.0 - epsilon) * true_weight
     if isinstance(epsilon, float) and epsilon == 0.0:
@@ -73,8 +82,9 @@ def _label_terms(problem: Any, shifted: Any, dsum: Any) -> tuple[Any, ...]:
         profile_distance = dsum
         true_profile = 1.0
     else:
-        profile_full = xp.broadcast_to(profile, shifted.shape)
+        profile_full = xp.broadcast_to(profile, z.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True)
+        shifted = _shifted(z, stored, _PROFILE)
         # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
         profile_distance = -xp.sum(xp.where(profile_full == 0.0, 0.0, profile_full * shifted),
                                    axis=-1, keepdims=True)
@@ -92,13 +102,43 @@ def _label_terms(problem: Any, shifted: Any, dsum: Any) -> tuple[Any, ...]:
 # Rows below this are dominated by their (then unique) maximum and get the exact sum.
 _DOMINATED = 1.0 / 16.0
 
+# The row maximum enters every N x K pass; each pass takes it in a form of its own (all of them
+# exact, so bitwise equal), so that XLA keeps the maximum inside that pass's fusion instead of
+# sharing one and writing out its N x K broadcast.
+# This holds on XLA's CPU backend for rows of up to _ROW_TILE elements; longer rows store S.
+_EXP_SUM, _DISTANCE_SUM, _GRADIENT, _GATHER, _PROFILE = range(5)
+_ROW_TILE = 32768
 
-def _finish(problem: Any, shifted: Any, dsum: Any, rest: Any, with_grad: bool) -> Any:
-    """Loss (and gradient) from the shifted logits and the per-row sums."""
+
+def _row_max(z: Any, form: int) -> Any:
+    """The maximum over the last axis (keepdims), written in the given form."""
+    lax = sys.modules["jax"].lax
+    axis = (z.ndim - 1,)
+    if form == _EXP_SUM:
+        peak = lax.reduce(z, -_INF, lax.max, axis)
+    elif form == _DISTANCE_SUM:
+        peak = -lax.reduce(-z, _INF, lax.min, axis)
+    elif form == _GRADIENT:
+        peak = lax.reduce(z, -_INF, lambda a, b: lax.max(b, a), axis)
+    elif form == _GATHER:
+        peak = -lax.reduce(-z, _INF, lambda a, b: lax.min(b, a), axis)
+    else:
+        peak = lax.reduce(z, -_INF, lambda a, b: lax.max(lax.max(a, b), a), axis)
+    return peak[..., None]
+
+
+def _shifted(z: Any, stored: Any, form: int) -> Any:
+    """``S = z - m``: the stored array, or computed in the pass that uses it."""
+    return stored if stored is not None else z - _row_max(z, form)
+
+
+def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) -> Any:
+    """Loss (and gradient) from the per-row sums (and ``S``, when it is ``stored``)."""
     from . import _losses
 
     xp = problem.xp
-    total, true_coef, spread_coef, profile, distance = _label_terms(problem, shifted, dsum)
+    z = problem.logits
+    total, true_coef, spread_coef, profile, distance = _label_terms(problem, stored, dsum)
     per_sample = total * xp.log1p(rest) + distance
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
@@ -109,19 +149,37 @@ def _finish(problem: Any, shifted: Any, dsum: Any, rest: Any, with_grad: bool) -
     loss, scale = _losses._reduce(problem, evaluation)
     if not with_grad:
         return loss
-    work = shifted.dtype
-    # exp(S) is taken again rather than kept from the row sums: XLA then never writes it out.
-    grad = xp.astype(total * scale / (rest + 1.0), work) * xp.exp(shifted)
+    work = z.dtype
+    rows = z.shape[:-1] + (1,)
+    exp_coef = xp.astype(total * scale / (rest + 1.0), work)
+    true_shift = xp.broadcast_to(xp.astype(true_coef * scale, work), rows)
+    spread = None
     if spread_coef is not None:
-        spread = xp.astype(spread_coef * scale, work)
+        spread = xp.broadcast_to(xp.astype(spread_coef * scale, work), rows)
+    # Ignored and poisoned rows through their per-row coefficients (exp(S) is finite in
+    # [0, 1] here): 0 * exp(S) - 0 - 0 = 0, NaN * exp(S) = NaN.
+    masks_folded = profile is None
+    if masks_folded:
+        if problem.ignored is not None:
+            exp_coef = xp.where(problem.ignored, 0.0, exp_coef)
+            true_shift = xp.where(problem.ignored, 0.0, true_shift)
+            spread = None if spread is None else xp.where(problem.ignored, 0.0, spread)
+        if problem.poison is not None:
+            exp_coef = xp.where(problem.poison, _NAN, exp_coef)
+    grad = exp_coef * xp.exp(_shifted(z, stored, _GRADIENT))
+    if spread is not None:
         grad = grad - (spread if profile is None else spread * profile)
-    classes = xp.arange(shifted.shape[-1], dtype=problem.labels.dtype)
-    hit = classes == problem.labels[..., None]
-    grad = xp.where(hit, grad - xp.astype(true_coef * scale, work), grad)
-    if problem.ignored is not None:
-        grad = xp.where(problem.ignored, 0.0, grad)
-    if problem.poison is not None:
-        grad = xp.where(problem.poison, _NAN, grad)
+    # The true class's -c_y added in place (one element a row) rather than by a comparison
+    # over the whole array.
+    flat = xp.reshape(grad, (-1, z.shape[-1]))
+    flat = flat.at[xp.arange(flat.shape[0]), xp.reshape(problem.labels, (-1,))].add(
+        -xp.reshape(true_shift, (-1,)))
+    grad = xp.reshape(flat, z.shape)
+    if not masks_folded:
+        if problem.ignored is not None:
+            grad = xp.where(problem.ignored, 0.0, grad)
+        if problem.poison is not None:
+            grad = xp.where(problem.poison, _NAN, grad)
     grad = xp.astype(grad, problem.result_dtype)
     if problem.axis != problem.ndim - 1:
         grad = xp.moveaxis(grad, -1, problem.axis)
@@ -141,13 +199,20 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     jax = sys.modules["jax"]
     xp = problem.xp
     z = problem.logits
-    shifted = z - xp.max(z, axis=-1, keepdims=True)
-    dsum = -xp.sum(shifted, axis=-1, keepdims=True)
-    rest = xp.sum(xp.exp(shifted), axis=-1, keepdims=True) - 1.0
+    if z.shape[-1] <= _ROW_TILE:
+        stored = None
+        dsum = xp.sum(_row_max(z, _DISTANCE_SUM) - z, axis=-1, keepdims=True)
+        rest = xp.sum(xp.exp(z - _row_max(z, _EXP_SUM)), axis=-1, keepdims=True) - 1.0
+    else:
+        # Longer rows: a pass with its own maximum is slower there than one stored S.
+        stored = z - xp.max(z, axis=-1, keepdims=True)
+        dsum = -xp.sum(stored, axis=-1, keepdims=True)
+        rest = xp.sum(xp.exp(stored), axis=-1, keepdims=True) - 1.0
     dominated = rest < _DOMINATED
 
     def refined() -> Any:
         # The maximum's exact 1 left out of the sum (the maximum is unique in these rows).
+        shifted = z - xp.max(z, axis=-1, keepdims=True)
         below = xp.sum(xp.where(shifted == 0.0, 0.0, xp.exp(shifted)), axis=-1, keepdims=True)
         return xp.where(dominated, below, rest)
 
@@ -158,11 +223,11 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         if bool(unusual):
             result = _generic(problem, with_grad)
         else:
-            result = _finish(problem, shifted, dsum, refined() if bool(any_dominated) else rest, with_grad)
+            result = _finish(problem, stored, dsum, refined() if bool(any_dominated) else rest, with_grad)
         return result if with_grad else (result, None)
     # Two conditionals, each on what it needs: the dominated rows' sums (N values), and the
     # generic path for rows without a finite maximum, whose branch writes the gradient once.
     rest = jax.lax.cond(any_dominated, refined, lambda: rest)
     result = jax.lax.cond(unusual, lambda: _generic(problem, with_grad),
-                          lambda: _finish(problem, shifted, dsum, rest, with_grad))
+                          lambda: _finish(problem, stored, dsum, rest, with_grad))
     return result if with_grad else (result, None)
