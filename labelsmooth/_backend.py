@@ -6,6 +6,8 @@ numerical core (``_core.py``) can stay pure array API.
 
 from __future__ import annotations
 
+import contextlib
+import numbers
 import sys
 from typing import Any
 
@@ -14,19 +16,40 @@ from array_api_compat import (
     array_namespace,
     is_array_api_obj,
     is_dask_array,
+    is_dask_namespace,
     is_jax_array,
     is_jax_namespace,
+    is_numpy_namespace,
     is_torch_namespace,
 )
 
 __all__ = [
     "accumulation_dtype",
+    "index_dtype",
+    "is_numpy_scalar",
     "compute_dtype",
     "device_of",
     "is_traced",
+    "overflow_quietly",
     "namespace_of",
     "values_checkable",
 ]
+
+
+def is_numpy_scalar(value: Any) -> bool:
+    """NumPy scalars (``np.float64(0.1)``) are Python numbers here, not 0-d arrays."""
+    return isinstance(value, numbers.Number) and type(value).__module__ == "numpy"
+
+
+def overflow_quietly(xp: Any) -> Any:
+    """A context in which NumPy does not warn when a result overflows to an infinity.
+
+    ``z - m`` is below ``-max_float`` for ``z = -1e308, m = 1e308``: ``-inf`` is its
+    correctly rounded value (``exp`` of it is 0), not an error of the caller's.
+    """
+    if is_numpy_namespace(xp) or is_dask_namespace(xp):
+        return sys.modules["numpy"].errstate(over="ignore")
+    return contextlib.nullcontext()
 
 
 def namespace_of(*objects: Any, xp: Any = None) -> Any:
@@ -35,7 +58,9 @@ def namespace_of(*objects: Any, xp: Any = None) -> Any:
     Python scalars, strings and ``None`` are ignored. Arrays of different libraries are a
     ``TypeError`` (raised by ``array_api_compat.array_namespace``).
     """
-    arrays = [obj for obj in objects if obj is not None and is_array_api_obj(obj)]
+    # NumPy scalars are Python numbers here: they never decide the namespace.
+    arrays = [obj for obj in objects
+              if obj is not None and is_array_api_obj(obj) and not is_numpy_scalar(obj)]
     if xp is not None:
         if not (hasattr(xp, "isdtype") and hasattr(xp, "asarray")):
             msg = f"xp must be an array namespace (such as array_api_compat.numpy) or None, got {xp!r}"
@@ -95,6 +120,13 @@ def _float64_usable(xp: Any, like: Any) -> bool:
     if is_torch_namespace(xp):
         return getattr(device_of(like), "type", "cpu") != "mps"
     return hasattr(xp, "float64")
+
+
+def index_dtype(xp: Any, like: Any) -> Any:
+    """The integer dtype labels are indexed with: int64, or int32 for JAX without x64."""
+    if is_jax_namespace(xp) and not _float64_usable(xp, like):
+        return xp.int32
+    return xp.int64
 
 
 def accumulation_dtype(xp: Any, dtype: Any, like: Any) -> Any:

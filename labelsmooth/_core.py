@@ -18,10 +18,11 @@ Its gradient with respect to the logits is ``T * p - c``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import device_of
+from ._backend import device_of, overflow_quietly
 
 __all__ = [
     "LabelTargets",
@@ -65,11 +66,15 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     # softmax: shifting it by NaN makes every quantity of that row NaN quietly, where
     # inf - inf and 0 * inf would raise floating-point warnings on the way. logsumexp
     # takes its IEEE limits (-inf, +inf) from the maximum itself.
-    shifted = z - xp.where(xp.isfinite(shift), shift, _NAN)
+    with overflow_quietly(xp):
+        shifted = z - xp.where(xp.isfinite(shift), shift, _NAN)
     exp_shifted = xp.exp(shifted)
     at_max = shifted == 0.0
-    # Sum of the terms below the maximum; the maxima contribute exactly 1 each.
-    rest = xp.sum(xp.where(at_max, 0.0, exp_shifted), axis=-1, keepdims=True, dtype=acc_dtype)
+    # Sum of the terms below the maximum; the maxima contribute exactly 1 each, counted
+    # apart. A maximum's term is kept as ``exp(shifted) - 1`` (exactly 0) rather than
+    # dropped, so that ``s`` is ``sum_k exp(z_k - m)`` as a function: autodiff of every
+    # order then sees every class, however a backend's derivative of ``max`` splits ties.
+    rest = xp.sum(xp.where(at_max, exp_shifted - 1.0, exp_shifted), axis=-1, keepdims=True, dtype=acc_dtype)
     n_max = xp.sum(xp.astype(at_max, acc_dtype), axis=-1, keepdims=True)
     # A finite maximum gives n_max >= 1 (rows without one are NaN throughout), so excess >= 0.
     excess = rest + (n_max - 1.0)
@@ -85,14 +90,27 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     )
 
 
-def _sum_products(coef: Any, d_source: Any, xp: Any, acc_dtype: Any) -> Any:
-    """``sum_k coef_k * d_k`` with ``d = -shifted``, where a zero coefficient counts 0.
+def overflow_scale(num_terms: int) -> float:
+    """A power of two ``h <= 1 / (2 * num_terms)``.
 
-    A class with no target mass contributes nothing even if its logit is ``-inf``
-    (``0 * inf`` is NaN in IEEE arithmetic, 0 in the limit that defines the loss).
+    A sum of ``num_terms`` distances ``d_k <= max_float``, each multiplied by ``h``, cannot
+    overflow; multiplying by a power of two is exact (short of the subnormal range), so
+    ``(sum_k c_k d_k h) / h`` rounds as the plain sum does and is finite whenever the
+    exact value is, where the plain partial sums would overflow (``z = [1e308, 0, 0]``).
     """
-    cleaned = xp.where(coef == 0.0, 0.0, d_source)
-    return -xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype)
+    return math.ldexp(1.0, -(max(1, int(num_terms)).bit_length() + 1))
+
+
+def _scaled_sum_products(coef: Any, shifted: Any, xp: Any, acc_dtype: Any) -> tuple[Any, float]:
+    """``(h * sum_k coef_k * d_k, h)`` with ``d = -shifted`` and ``h = overflow_scale(K)``.
+
+    A zero coefficient counts 0: a class with no target mass contributes nothing even if
+    its logit is ``-inf`` (``0 * inf`` is NaN in IEEE arithmetic, 0 in the limit that
+    defines the loss). The caller divides by ``h`` after its own row factor.
+    """
+    h = overflow_scale(shifted.shape[-1])
+    cleaned = xp.where(coef == 0.0, 0.0, shifted * h)
+    return -xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype), h
 
 
 @dataclass
@@ -163,26 +181,30 @@ def label_target_terms(
         denominator = num_allowed if prior is None else num_allowed - 1.0
         spread_coef = epsilon / denominator
         if prior == "others":
-            # u = (allowed - e_y) / (K - 1): take the true class back out of the spread.
-            true_coef = true_coef - spread_coef * true_weight
+            # u = (allowed - e_y) / (K - 1): the profile leaves the true class out, so no
+            # term of the loss cancels against another (d_y may be huge).
+            classes = xp.arange(shifted.shape[-1], dtype=labels.dtype, device=device_of(shifted))
+            others = xp.astype(classes != labels, shifted.dtype)
+            profile = others if profile is None else others * profile
     else:
         profile = prior if weight is None else prior * weight
         spread_coef = epsilon * 1.0
 
     if profile is None:
+        h = overflow_scale(shifted.shape[-1])
         profile_sum = num_allowed * 1.0
-        profile_distance = -xp.sum(shifted, axis=-1, keepdims=True, dtype=acc_dtype)
+        profile_distance_h = -xp.sum(shifted * h, axis=-1, keepdims=True, dtype=acc_dtype)
         true_profile = 1.0
     else:
         profile_full = xp.broadcast_to(profile, shifted.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
-        profile_distance = _sum_products(profile_full, shifted, xp, acc_dtype)
+        profile_distance_h, h = _scaled_sum_products(profile_full, shifted, xp, acc_dtype)
         true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
     total = true_coef + spread_coef * profile_sum
-    spread_distance = spread_coef * profile_distance
     if not isinstance(epsilon, float):
-        # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
-        spread_distance = xp.where(spread_coef == 0.0, 0.0, spread_distance)
+        # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
+        profile_distance_h = xp.where(spread_coef == 0.0, 0.0, profile_distance_h)
+    spread_distance = spread_coef * profile_distance_h / h
     class_weight = true_coef + spread_coef * true_profile
     weighted_distance = true_term_distance(true_coef, class_weight, true_distance, spread_distance, xp)
     return LabelTargets(labels, true_coef, spread_coef, profile, total, weighted_distance)
@@ -193,11 +215,10 @@ def true_term_distance(true_coef: Any, class_weight: Any, true_distance: Any, sp
 
     A -inf logit on the true class gives ``d_y = +inf``; the class's whole target weight is
     ``class_weight = c_y``. Written as ``true_coef * d_y + spread`` the limit can read
-    ``0 * inf`` (epsilon = 1, or a zero class weight) or ``-inf + inf`` (``"others"``, where
-    ``true_coef = c_y - eps w_y / (K-1)`` turns negative for a large epsilon): NaN with a
-    floating-point warning. The loss is ``+inf`` when ``c_y > 0``; when ``c_y = 0`` the
-    class has no target mass and the spread term alone is the loss, unless that term holds
-    the true class itself (``"others"`` with epsilon = 1), which leaves NaN.
+    ``0 * inf`` (epsilon = 1, or a zero class weight): NaN with a floating-point warning.
+    The loss is ``+inf`` when ``c_y > 0``; when ``c_y = 0`` the class has no target mass
+    and the spread term alone is the loss, unless that term holds the true class itself
+    (``true_coef != 0`` with ``c_y = 0``), which leaves NaN.
     """
     infinite = true_distance == _INF
     finite_distance = xp.where(infinite, 0.0, true_distance)
@@ -239,7 +260,8 @@ def label_gradient(
 def dense_target_terms(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, Any]:
     """``T`` and ``sum_k c_k d_k`` for dense target weights ``c``."""
     total = xp.sum(coef, axis=-1, keepdims=True, dtype=acc_dtype)
-    return total, _sum_products(coef, rows.shifted, xp, acc_dtype)
+    distance_h, h = _scaled_sum_products(coef, rows.shifted, xp, acc_dtype)
+    return total, distance_h / h
 
 
 def dense_gradient(rows: RowSoftmax, coef: Any, total: Any, row_scale: Any, xp: Any) -> Any:

@@ -50,6 +50,10 @@ def eligible(problem: Any) -> bool:
         return False
     if problem.labels is None or problem.allowed is not None:
         return False
+    if isinstance(problem.prior, str):
+        # "others" leaves the true class out of the smoothing sum, a per-row mask that
+        # the generic path writes; a difference of the full sum and d_y would cancel.
+        return False
     return problem.acc == problem.logits.dtype
 
 
@@ -124,7 +128,10 @@ def _row_max(z: Any, form: int) -> Any:
         peak = -lax.reduce(-z, _INF, lambda a, b: lax.min(b, a), axis)
     else:
         peak = lax.reduce(z, -_INF, lambda a, b: lax.max(lax.max(a, b), a), axis)
-    return peak[..., None]
+    # The loss does not depend on the shift (its derivative in m is T - T = 0), so the
+    # shift is a constant to autodiff: each form's derivative would split tied maxima in
+    # its own way, and those parts would not cancel.
+    return lax.stop_gradient(peak[..., None])
 
 
 def _shifted(z: Any, stored: Any, form: int) -> Any:
@@ -205,19 +212,23 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         rest = xp.sum(xp.exp(z - _row_max(z, _EXP_SUM)), axis=-1, keepdims=True) - 1.0
     else:
         # Longer rows: a pass with its own maximum is slower there than one stored S.
-        stored = z - xp.max(z, axis=-1, keepdims=True)
+        stored = z - jax.lax.stop_gradient(xp.max(z, axis=-1, keepdims=True))
         dsum = -xp.sum(stored, axis=-1, keepdims=True)
         rest = xp.sum(xp.exp(stored), axis=-1, keepdims=True) - 1.0
     dominated = rest < _DOMINATED
 
     def refined() -> Any:
-        # The maximum's exact 1 left out of the sum (the maximum is unique in these rows).
-        shifted = z - xp.max(z, axis=-1, keepdims=True)
-        below = xp.sum(xp.where(shifted == 0.0, 0.0, xp.exp(shifted)), axis=-1, keepdims=True)
+        # The maximum's exact 1 left out of the sum (the maximum is unique in these rows),
+        # its term kept as exp(S) - 1 (exactly 0) so that autodiff still sees it.
+        shifted = z - jax.lax.stop_gradient(xp.max(z, axis=-1, keepdims=True))
+        exp_shifted = xp.exp(shifted)
+        below = xp.sum(xp.where(shifted == 0.0, exp_shifted - 1.0, exp_shifted), axis=-1, keepdims=True)
         return xp.where(dominated, below, rest)
 
-    # rest is NaN exactly when a row maximum is not finite (a finite m gives 0 <= E <= 1).
-    unusual = xp.any(xp.isnan(rest))
+    # rest is NaN exactly when a row maximum is not finite (a finite m gives 0 <= E <= 1);
+    # dsum is infinite with a -inf logit or when the sum of distances overflows, which
+    # the generic path sums scaled.
+    unusual = xp.any(xp.isnan(rest)) | xp.any(xp.isinf(dsum))
     any_dominated = xp.any(dominated)
     if not isinstance(unusual, jax.core.Tracer):
         if bool(unusual):

@@ -18,9 +18,11 @@ from ._validation import (
     check_reduction,
     dtype_name,
     first_value,
+    label_masks,
     normalize_axis,
     require_array,
     require_real_floating,
+    safe_indices,
 )
 
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
@@ -93,14 +95,10 @@ def _prepare(
     is_labels = xp.isdtype(targets.dtype, "integral")
     if is_labels:
         if tuple(targets.shape) != batch_shape:
-            msg = (f"integer targets must have the logits' shape without the class axis, "
-                   f"{batch_shape}, got shape {tuple(targets.shape)}")
-            raise ValueError(msg)
+            raise ValueError(_target_shape_message(tuple(targets.shape), logits_shape, axis, True))
     elif xp.isdtype(targets.dtype, "real floating"):
         if tuple(targets.shape) != logits_shape:
-            msg = (f"probability targets must have the logits' shape {logits_shape}, "
-                   f"got shape {tuple(targets.shape)}")
-            raise ValueError(msg)
+            raise ValueError(_target_shape_message(tuple(targets.shape), logits_shape, axis, False))
         if targets.dtype != logits.dtype:
             msg = (f"probability targets must have the logits' dtype {dtype_name(logits.dtype)}, got dtype "
                    f"{dtype_name(targets.dtype)} (cast one of them explicitly)")
@@ -193,20 +191,18 @@ def _prepare(
 
     labels = probabilities = ignored = None
     if is_labels:
-        labels = targets
-        in_range = (labels >= 0) & (labels < num_classes)
+        comparable, in_range, ignored = label_masks(targets, num_classes, ignore_index, xp)
         bad = xp.logical_not(in_range)
-        if ignore_index is not None:
-            ignored = labels == ignore_index
+        if ignored is not None:
             bad = bad & xp.logical_not(ignored)
-        labels = xp.where(in_range, labels, xp.zeros_like(labels))
+        labels = safe_indices(comparable, in_range, xp)
         if allowed is not None:
             label_allowed = _core._take_along_last(allowed, labels[..., None], xp)[..., 0]
             on_masked = xp.logical_not(label_allowed) & xp.logical_not(bad)
             if ignored is not None:
                 on_masked = on_masked & xp.logical_not(ignored)
             if eager and bool(xp.any(on_masked)):
-                value = first_value(targets, on_masked, xp)
+                value = first_value(comparable, on_masked, xp)
                 msg = f"targets must not point at a class masked out by where, got label {value} on a masked class"
                 raise ValueError(msg)
             bad = bad | on_masked
@@ -218,10 +214,7 @@ def _prepare(
             labels = xp.where(unused, first_allowed, labels)
         if eager:
             if bool(xp.any(bad)):
-                value = first_value(targets, bad, xp)
-                allowed_text = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
-                msg = f"targets must be class indices in [0, {num_classes}){allowed_text}, got a label of {value}"
-                raise ValueError(msg)
+                raise ValueError(_bad_label_message(first_value(comparable, bad, xp), num_classes, ignore_index))
         else:
             poison = _or(poison, bad[..., None])
         if ignored is not None:
@@ -248,6 +241,32 @@ def _prepare(
         poison=poison, reduction=reduction, axis=axis, ndim=logits.ndim,
         result_dtype=logits.dtype, acc=acc,
     )
+
+
+def _bad_label_message(value: int, num_classes: int, ignore_index: int | None) -> str:
+    allowed_text = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+    msg = f"targets must be class indices in [0, {num_classes}){allowed_text}, got a label of {value}"
+    if ignore_index is None and value == -100:
+        msg += " (PyTorch's padding label: pass ignore_index=-100 to skip those samples)"
+    return msg
+
+
+def _target_shape_message(targets_shape: tuple, logits_shape: tuple, axis: int, integer: bool) -> str:
+    """Why ``targets`` does not fit ``logits``, with the fix when one is evident."""
+    batch_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    if integer:
+        msg = (f"integer targets must have the logits' shape without the class axis, "
+               f"{batch_shape}, got shape {targets_shape}")
+    else:
+        msg = f"probability targets must have the logits' shape {logits_shape}, got shape {targets_shape}"
+        if targets_shape == batch_shape:
+            msg += " (class indices need an integer dtype: cast the labels to int64)"
+    if integer and len(logits_shape) > 2 and axis == len(logits_shape) - 1:
+        channels_first = logits_shape[:1] + logits_shape[2:]
+        if targets_shape == channels_first:
+            msg += (f" (for PyTorch's (N, C, d1, ...) layout pass axis=1: logits of shape "
+                    f"{logits_shape} with axis=1 take targets of shape {targets_shape})")
+    return msg
 
 
 def _dense_coefficients(problem: _Problem) -> Any:

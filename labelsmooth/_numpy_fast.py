@@ -50,6 +50,8 @@ _PARALLEL_MIN_ELEMENTS = 1 << 20
 # element to float64 instead costs more than the exponentials.
 _PARTS = 8
 _PARTIAL_MIN_CLASSES = 64
+# float64 rows at least this long are summed pairwise (a dot's error grows with K).
+_PAIRWISE_MIN_CLASSES = 1024
 # Rows shorter than this are broadcast against their row values as one flat array: NumPy's
 # row-by-row broadcasting costs more than the repeated values on such rows.
 _SHORT_ROW = 32
@@ -153,9 +155,11 @@ class _Plan:
     prior_row: Any  # None, "others" or (K,)
     row_scale: Any  # 1.0 or 0-d float64
     # label targets
+    others: bool = False  # prior "others": the true class is left out of the profile sums
     profile: Any = None  # (K,) work dtype, or None for all ones
     profile_zero: Any = None  # (K,) bool where the profile is 0, or None
-    true_coef: Any = None
+    true_coef: Any = None  # of e_y in the gradient (for "others", net of the spread's share)
+    distance_true_coef: Any = None  # of d_y in the loss (the spread's share left out)
     spread_coef: Any = None
     total: Any = None
     class_weight: Any = None  # c_y, the true class's whole target weight
@@ -166,6 +170,7 @@ class _Plan:
     log_sum: Any = None
     true_shifted: Any = None
     profile_shifted: Any = None
+    profile_scale: Any = None  # (M,) the power of two each profile sum was scaled by
     generic_loss: Any = None
     generic_ranges: list = field(default_factory=list)
 
@@ -196,9 +201,15 @@ class _Workspace:
 
 
 def _row_sums(x: np.ndarray, ws: _Workspace) -> np.ndarray:
-    """float64 sums of the rows of a C-contiguous block (a matrix-vector product in float64:
-    NumPy's row reductions cast element by element and are slow on short rows)."""
+    """float64 sums of the rows of a C-contiguous block.
+
+    Short float64 rows are a matrix-vector product (NumPy's row reductions are slow on
+    them); from ``_PAIRWISE_MIN_CLASSES`` classes on, NumPy's pairwise summation, whose
+    error grows as ``log K`` where a BLAS dot's grows as ``K``.
+    """
     if ws.parts is None:
+        if x.dtype == np.float64 and x.shape[1] >= _PAIRWISE_MIN_CLASSES:
+            return np.add.reduce(x, axis=1)
         return x.astype(np.float64) @ ws.ones
     b, k = x.shape
     width = k // _PARTS
@@ -263,15 +274,7 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     at_top = ws.row_starts[:b] + top
     plan.true_shifted[start:stop] = flat[at_label]
     if plan.profile_shifted is not None:
-        if plan.profile is None:
-            plan.profile_shifted[start:stop] = _row_sums(work, ws)
-        else:
-            weighted = ws.weighted[:b]
-            np.multiply(work, plan.profile, out=weighted)
-            if plan.profile_zero is not None:
-                # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
-                np.copyto(weighted, 0.0, where=plan.profile_zero)
-            plan.profile_shifted[start:stop] = _row_sums(weighted, ws)
+        _profile_sums(plan, work, at_label, start, stop, ws)
     np.exp(work, out=work)
     # The maximum's exact 1 is kept out of the sum: log(s) = log1p(rest) keeps full
     # relative precision in rows dominated by one class.
@@ -295,6 +298,33 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
             np.multiply(plan.profile, spread, out=spread_row)
             np.subtract(work, spread_row, out=work)
     flat[at_label] -= _rows_of(plan.true_part, start, stop)
+
+
+def _profile_sums(plan: _Plan, work: Any, at_label: Any, start: int, stop: int, ws: _Workspace) -> None:
+    """``sum_k profile_k (z_k - m)`` of each row of the block (``work = z - m``)."""
+    flat = work.reshape(-1)
+    if plan.others:
+        # The true class is left out of the sum rather than subtracted from it afterwards,
+        # which would cancel when d_y is large.
+        flat[at_label] = 0.0
+    source = work
+    if plan.profile is not None:
+        source = ws.weighted[:stop - start]
+        np.multiply(work, plan.profile, out=source)
+        if plan.profile_zero is not None:
+            # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
+            np.copyto(source, 0.0, where=plan.profile_zero)
+    sums = _row_sums(source, ws)
+    overflowed = np.flatnonzero(~np.isfinite(sums))
+    if overflowed.size:
+        # Partial sums beyond the largest float: sum these rows scaled by a power of two
+        # (exact), and keep the scale for the loss (``_core.overflow_scale``).
+        h = _core.overflow_scale(plan.num_classes)
+        sums[overflowed] = np.add.reduce(source[overflowed].astype(np.float64) * h, axis=1)
+        plan.profile_scale[start + overflowed] = h
+    plan.profile_shifted[start:stop] = sums
+    if plan.others:
+        flat[at_label] = plan.true_shifted[start:stop]
 
 
 def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
@@ -358,7 +388,7 @@ def _label_coefficients(plan: _Plan) -> None:
     problem = plan.problem
     weight, epsilon, prior = problem.weight, plan.epsilon, plan.prior_row
     true_weight = 1.0 if weight is None else weight[plan.labels].astype(np.float64)
-    true_coef = (1.0 - epsilon) * true_weight
+    true_coef = distance_true_coef = (1.0 - epsilon) * true_weight
     spread_coef = profile = None
     if isinstance(epsilon, float) and epsilon == 0.0:
         total = class_weight = true_coef
@@ -367,6 +397,7 @@ def _label_coefficients(plan: _Plan) -> None:
             profile = weight
             spread_coef = epsilon / (plan.num_classes if prior is None else plan.num_classes - 1.0)
             if prior == "others":
+                plan.others = True
                 true_coef = true_coef - spread_coef * true_weight
         else:
             profile = prior if weight is None else prior * weight
@@ -380,9 +411,9 @@ def _label_coefficients(plan: _Plan) -> None:
                 plan.profile_zero = profile == 0
             true_profile = profile[plan.labels].astype(np.float64)
         total = true_coef + spread_coef * profile_sum
-        class_weight = true_coef + spread_coef * true_profile
+        class_weight = distance_true_coef if plan.others else true_coef + spread_coef * true_profile
     plan.profile, plan.true_coef, plan.spread_coef, plan.total = profile, true_coef, spread_coef, total
-    plan.class_weight = class_weight
+    plan.class_weight, plan.distance_true_coef = class_weight, distance_true_coef
     scale = plan.row_scale
     plan.total_scaled = total * scale
     plan.true_part = np.asarray(true_coef * scale).astype(plan.work)
@@ -394,17 +425,18 @@ def _label_losses(plan: _Plan) -> Any:
     """Per-sample losses ``T log(s) + sum_k c_k d_k`` from the per-row sums."""
     spread_distance: Any = 0.0
     if plan.spread_coef is not None:
-        spread_distance = plan.spread_coef * -plan.profile_shifted
+        profile_distance = -plan.profile_shifted
         if isinstance(plan.spread_coef, np.ndarray):
-            # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
-            spread_distance = np.where(plan.spread_coef == 0.0, 0.0, spread_distance)
+            # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
+            profile_distance = np.where(plan.spread_coef == 0.0, 0.0, profile_distance)
+        spread_distance = plan.spread_coef * profile_distance / plan.profile_scale
     true_distance = -plan.true_shifted
     if np.isfinite(true_distance).all():
-        weighted_distance = plan.true_coef * true_distance + spread_distance
+        weighted_distance = plan.distance_true_coef * true_distance + spread_distance
     else:
         # A -inf logit on a true class: the limit that the generic path takes.
         weighted_distance = _core.true_term_distance(
-            plan.true_coef, plan.class_weight, true_distance, spread_distance, plan.problem.xp)
+            plan.distance_true_coef, plan.class_weight, true_distance, spread_distance, plan.problem.xp)
     return plan.total * plan.log_sum + weighted_distance
 
 
@@ -456,6 +488,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
             plan.true_shifted = np.empty(num_rows)
             if plan.spread_coef is not None:
                 plan.profile_shifted = np.empty(num_rows)
+                plan.profile_scale = np.ones(num_rows)
 
         lead = _leading_dims(z)
         q = problem.probabilities

@@ -13,12 +13,14 @@ from ._validation import (
     check_num_classes,
     check_prior_kind,
     first_value,
+    label_masks,
     normalize_axis,
     epsilon_out_of_range,
     prior_tolerance,
     require_array,
     require_integer,
     require_real_floating,
+    safe_indices,
 )
 
 __all__ = ["log_softmax", "logsumexp", "one_hot", "smooth_labels", "soft_targets", "softmax"]
@@ -90,14 +92,15 @@ def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = 
     num_classes = check_num_classes(num_classes)
     dtype = _resolve_float_dtype(xp, dtype, labels)
     axis = normalize_axis(axis, labels.ndim + 1)
-    in_range = (labels >= 0) & (labels < num_classes)
+    comparable, in_range, _ = label_masks(labels, num_classes, None, xp)
     if values_checkable(labels):
         if not bool(xp.all(in_range)):
-            bad = first_value(labels, xp.logical_not(in_range), xp)
+            bad = first_value(comparable, xp.logical_not(in_range), xp)
             msg = f"labels must be in [0, {num_classes}) for num_classes={num_classes}, got a label of {bad}"
             raise ValueError(msg)
-    classes = xp.arange(num_classes, dtype=labels.dtype, device=device_of(labels))
-    encoded = xp.astype(labels[..., None] == classes, dtype)
+    indices = safe_indices(comparable, in_range, xp)
+    classes = xp.arange(num_classes, dtype=indices.dtype, device=device_of(labels))
+    encoded = xp.astype(indices[..., None] == classes, dtype)
     if not values_checkable(labels):
         encoded = xp.where(in_range[..., None], encoded, float("nan"))
     if axis != labels.ndim:
@@ -105,12 +108,21 @@ def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = 
     return encoded
 
 
-def _prepare_rows(x: Any, axis: Any, xp: Any, name: str = "x") -> tuple[Any, int, Any, Any]:
-    require_real_floating(name, x, xp)
+def _require_classes(name: str, x: Any, axis: Any) -> int:
+    """The normalised class axis of ``x``, which must exist and hold at least one class."""
     if x.ndim == 0:
         msg = f"{name} must have at least one dimension (the class axis), got a 0-d array"
         raise ValueError(msg)
     axis = normalize_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        msg = f"{name} must have at least one class along axis {axis}, got shape {tuple(x.shape)}"
+        raise ValueError(msg)
+    return axis
+
+
+def _prepare_rows(x: Any, axis: Any, xp: Any, name: str = "x") -> tuple[Any, int, Any, Any]:
+    require_real_floating(name, x, xp)
+    axis = _require_classes(name, x, axis)
     work = compute_dtype(xp, x.dtype)
     z = xp.astype(x, work, copy=False)
     if axis != x.ndim - 1:
@@ -264,10 +276,7 @@ def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int
     require_array("targets", targets)
     xp = namespace_of(targets, epsilon, prior, xp=xp)
     require_real_floating("targets", targets, xp)
-    if targets.ndim == 0:
-        msg = "targets must have at least one dimension (the class axis), got a 0-d array"
-        raise ValueError(msg)
-    axis = normalize_axis(axis, targets.ndim)
+    axis = _require_classes("targets", targets, axis)
     check_prior_kind(prior)
     num_classes = targets.shape[axis]
     batch_shape = tuple(targets.shape[:axis]) + tuple(targets.shape[axis + 1:])

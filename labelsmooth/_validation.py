@@ -10,9 +10,10 @@ import numbers
 import operator
 from typing import Any
 
-from array_api_compat import is_array_api_obj
+import numpy as np
+from array_api_compat import is_array_api_obj, is_torch_namespace
 
-from ._backend import is_traced
+from ._backend import device_of, index_dtype, is_numpy_scalar, is_traced
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -23,13 +24,24 @@ def dtype_name(dtype: Any) -> str:
 
 
 def describe(value: Any) -> str:
-    if is_array_api_obj(value):
+    if is_array_api_obj(value) and not is_numpy_scalar(value):
         return f"an array of shape {tuple(value.shape)} and dtype {dtype_name(value.dtype)}"
     return f"{value!r} of type {type(value).__name__}"
 
 
+def as_python_scalar(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds; anything else unchanged."""
+    return value.item() if is_numpy_scalar(value) else value
+
+
 def require_array(name: str, value: Any) -> None:
-    if not is_array_api_obj(value):
+    if isinstance(value, np.ma.MaskedArray):
+        # NumPy's array API ignores the mask: the numbers would be neither the plain
+        # nor the masked result.
+        msg = (f"{name} must be an array without a mask, got a numpy.ma.MaskedArray "
+               f"(pass {name}.filled(...) or express the mask with where= / ignore_index=)")
+        raise TypeError(msg)
+    if not is_array_api_obj(value) or is_numpy_scalar(value):
         msg = f"{name} must be an array, got {describe(value)}"
         raise TypeError(msg)
 
@@ -98,10 +110,12 @@ def check_bool(name: str, value: Any) -> bool:
 
 def check_epsilon(epsilon: Any, xp: Any, batch_shape: tuple[int, ...]) -> Any:
     """A Python float in [0, 1] or a real array broadcastable to ``batch_shape``."""
+    epsilon = as_python_scalar(epsilon)
     if isinstance(epsilon, bool):
         msg = f"epsilon must be a float in [0, 1] or an array, got {epsilon!r}"
         raise TypeError(msg)
     if is_array_api_obj(epsilon):
+        require_array("epsilon", epsilon)
         if not (xp.isdtype(epsilon.dtype, "real floating") or xp.isdtype(epsilon.dtype, "integral")):
             msg = f"epsilon must have a real (floating or integer) dtype, got dtype {dtype_name(epsilon.dtype)}"
             raise TypeError(msg)
@@ -174,3 +188,43 @@ def first_value(x: Any, bad: Any, xp: Any) -> Any:
     index = int(xp.argmax(xp.astype(flat_bad, xp.int32)))
     value = flat[index]
     return int(value) if xp.isdtype(x.dtype, "integral") else float(value)
+
+
+def _comparable_labels(labels: Any, xp: Any) -> Any:
+    """``labels`` in a dtype whose comparisons every backend implements."""
+    if is_torch_namespace(xp) and labels.dtype in (xp.uint16, xp.uint32, xp.uint64):
+        # PyTorch has no comparisons for these; int64 holds every valid label (a uint64
+        # beyond 2**63 turns negative, and is refused as out of range either way).
+        return xp.astype(labels, xp.int64)
+    return labels
+
+
+def label_masks(labels: Any, num_classes: int, ignore_index: int | None, xp: Any) -> tuple[Any, Any, Any]:
+    """``(labels, in_range, ignored)`` for integer labels of any integer dtype.
+
+    The bounds are compared only where the labels' dtype can hold them, so an ``int8``
+    label is never compared with a wrapped ``300``, nor a ``uint8`` one with a wrapped
+    ``-100``; ``ignored`` is None when no label can equal ``ignore_index``.
+    ``labels`` is returned in a dtype the comparisons work in (see
+    :func:`safe_indices` for the indexing dtype).
+    """
+    labels = _comparable_labels(labels, xp)
+    info = xp.iinfo(labels.dtype)
+    in_range = None
+    if info.min < 0:
+        in_range = labels >= 0
+    if num_classes <= info.max:
+        below = labels < num_classes
+        in_range = below if in_range is None else in_range & below
+    if in_range is None:
+        in_range = xp.ones(labels.shape, dtype=xp.bool, device=device_of(labels))
+    ignored = None
+    if ignore_index is not None and info.min <= ignore_index <= info.max:
+        ignored = labels == ignore_index
+    return labels, in_range, ignored
+
+
+def safe_indices(labels: Any, in_range: Any, xp: Any) -> Any:
+    """Labels in the namespace's index dtype, out-of-range ones replaced by 0."""
+    labels = xp.where(in_range, labels, xp.zeros_like(labels))
+    return xp.astype(labels, index_dtype(xp, labels), copy=False)
