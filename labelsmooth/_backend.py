@@ -6,7 +6,6 @@ numerical core (``_core.py``) can stay pure array API.
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import array_api_compat
 from array_api_compat import (
     array_namespace,
+    is_array_api_strict_namespace,
     is_array_api_obj,
     is_dask_array,
     is_dask_namespace,
@@ -30,7 +30,7 @@ __all__ = [
     "compute_dtype",
     "device_of",
     "is_traced",
-    "overflow_quietly",
+    "subtract_quietly",
     "namespace_of",
     "values_checkable",
 ]
@@ -41,15 +41,24 @@ def is_numpy_scalar(value: Any) -> bool:
     return isinstance(value, numbers.Number) and type(value).__module__ == "numpy"
 
 
-def overflow_quietly(xp: Any) -> Any:
-    """A context in which NumPy does not warn when a result overflows to an infinity.
+def _subtract_overflowing_quietly(a: Any, b: Any) -> Any:
+    with sys.modules["numpy"].errstate(over="ignore"):
+        return a - b
 
-    ``z - m`` is below ``-max_float`` for ``z = -1e308, m = 1e308``: ``-inf`` is its
-    correctly rounded value (``exp`` of it is 0), not an error of the caller's.
+
+def subtract_quietly(a: Any, b: Any, xp: Any) -> Any:
+    """``a - b``, where a result beyond the largest float is ``-inf``/``+inf`` without a warning.
+
+    ``z - m`` is below ``-max_float`` for ``z = -1e308, m = 1e308``: the infinity is its
+    correctly rounded value (``exp`` of it is 0), not an error of the caller's, but NumPy
+    (and array-api-strict and Dask, which compute with it) would warn of it.
     """
-    if is_numpy_namespace(xp) or is_dask_namespace(xp):
-        return sys.modules["numpy"].errstate(over="ignore")
-    return contextlib.nullcontext()
+    if is_dask_namespace(xp):
+        # Dask computes later, outside any error state set now: each block sets its own.
+        return sys.modules["dask.array"].core.elemwise(_subtract_overflowing_quietly, a, b, dtype=a.dtype)
+    if is_numpy_namespace(xp) or is_array_api_strict_namespace(xp):
+        return _subtract_overflowing_quietly(a, b)
+    return a - b
 
 
 def namespace_of(*objects: Any, xp: Any = None) -> Any:

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._backend import device_of, overflow_quietly
+from ._backend import device_of, subtract_quietly, values_checkable
 
 __all__ = [
     "LabelTargets",
@@ -40,6 +40,7 @@ _NAN = float("nan")
 class RowSoftmax:
     """Per-row softmax statistics (class axis last, kept with size 1)."""
 
+    logits: Any  # z, working dtype; -inf on masked classes
     shifted: Any  # z - m, working dtype; -inf on masked classes
     shift: Any  # m, the row maximum (may be -inf, +inf or NaN), working dtype
     exp_shifted: Any  # exp(shifted), working dtype
@@ -66,8 +67,7 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     # softmax: shifting it by NaN makes every quantity of that row NaN quietly, where
     # inf - inf and 0 * inf would raise floating-point warnings on the way. logsumexp
     # takes its IEEE limits (-inf, +inf) from the maximum itself.
-    with overflow_quietly(xp):
-        shifted = z - xp.where(xp.isfinite(shift), shift, _NAN)
+    shifted = subtract_quietly(z, xp.where(xp.isfinite(shift), shift, _NAN), xp)
     exp_shifted = xp.exp(shifted)
     at_max = shifted == 0.0
     # Sum of the terms below the maximum; the maxima contribute exactly 1 each, counted
@@ -82,6 +82,7 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     empty = excess <= -1.0
     log_sum = xp.where(empty, -_INF, xp.log1p(xp.where(empty, 0.0, excess)))
     return RowSoftmax(
+        logits=z,
         shifted=shifted,
         shift=shift,
         exp_shifted=exp_shifted,
@@ -101,16 +102,42 @@ def overflow_scale(num_terms: int) -> float:
     return math.ldexp(1.0, -(max(1, int(num_terms)).bit_length() + 1))
 
 
-def _scaled_sum_products(coef: Any, shifted: Any, xp: Any, acc_dtype: Any) -> tuple[Any, float]:
-    """``(h * sum_k coef_k * d_k, h)`` with ``d = -shifted`` and ``h = overflow_scale(K)``.
+def _finite_shift(rows: RowSoftmax, xp: Any) -> Any:
+    """The row maximum, NaN where it is not finite (those rows are NaN throughout)."""
+    return xp.where(xp.isfinite(rows.shift), rows.shift, _NAN)
+
+
+def scaled_distance_sum(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, float]:
+    """``(h * sum_k coef_k d_k, h)``, ``d = m - z``, ``h = overflow_scale(K)``; ``coef=None``: ones.
 
     A zero coefficient counts 0: a class with no target mass contributes nothing even if
     its logit is ``-inf`` (``0 * inf`` is NaN in IEEE arithmetic, 0 in the limit that
-    defines the loss). The caller divides by ``h`` after its own row factor.
+    defines the loss). The caller divides by ``h`` after its own row factor. ``d`` is read
+    from ``shifted``; rows where that overflowed (logits more than ``max_float`` apart) are
+    summed again from ``m * h - z * h``, which cannot overflow.
     """
-    h = overflow_scale(shifted.shape[-1])
-    cleaned = xp.where(coef == 0.0, 0.0, shifted * h)
-    return -xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype), h
+    h = overflow_scale(rows.shifted.shape[-1])
+    scaled = _weighted_row_sum(-(rows.shifted * h), coef, xp, acc_dtype)
+    if values_checkable(scaled) and not bool(xp.any(xp.isinf(scaled))):
+        return scaled, h
+    # An infinite sum: a -inf logit (then the exact sum is infinite too) or an overflow.
+    exact = _weighted_row_sum(_finite_shift(rows, xp) * h - rows.logits * h, coef, xp, acc_dtype)
+    return xp.where(xp.isinf(scaled), exact, scaled), h
+
+
+def _weighted_row_sum(d: Any, coef: Any, xp: Any, acc_dtype: Any) -> Any:
+    if coef is None:
+        return xp.sum(d, axis=-1, keepdims=True, dtype=acc_dtype)
+    # Only an infinite distance is cleaned, so that the derivative in a zero coefficient
+    # (probability targets under autodiff) is still its finite distance.
+    cleaned = xp.where((coef == 0.0) & xp.isinf(d), 0.0, d)
+    return xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype)
+
+
+def half_true_distance(rows: RowSoftmax, labels: Any, xp: Any, acc_dtype: Any) -> Any:
+    """``d_y / 2 = m / 2 - z_y / 2`` in the accumulation dtype: exact halves, no overflow."""
+    z_y = xp.astype(_take_along_last(rows.logits, labels, xp), acc_dtype)
+    return xp.astype(_finite_shift(rows, xp), acc_dtype) * 0.5 - z_y * 0.5
 
 
 @dataclass
@@ -158,7 +185,7 @@ def label_target_terms(
     """
     shifted = rows.shifted
     labels = labels[..., None]
-    true_distance = -xp.astype(_take_along_last(shifted, labels, xp), acc_dtype)
+    true_half = half_true_distance(rows, labels, xp, acc_dtype)
     if weight is None:
         true_weight = 1.0
     else:
@@ -169,7 +196,7 @@ def label_target_terms(
     true_coef = (1.0 - epsilon) * true_weight
     if epsilon_is_zero:
         total = true_coef
-        weighted_distance = true_term_distance(true_coef, true_coef, true_distance, 0.0, xp)
+        weighted_distance = true_term_distance(true_coef, true_coef, true_half, 0.0, xp)
         return LabelTargets(labels, true_coef, None, None, total, weighted_distance)
 
     # The spread part eps * u * w as (row coefficient) x (class profile).
@@ -191,27 +218,30 @@ def label_target_terms(
         spread_coef = epsilon * 1.0
 
     if profile is None:
-        h = overflow_scale(shifted.shape[-1])
+        profile_full = None
         profile_sum = num_allowed * 1.0
-        profile_distance_h = -xp.sum(shifted * h, axis=-1, keepdims=True, dtype=acc_dtype)
         true_profile = 1.0
     else:
         profile_full = xp.broadcast_to(profile, shifted.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
-        profile_distance_h, h = _scaled_sum_products(profile_full, shifted, xp, acc_dtype)
         true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
+    profile_distance_h, h = scaled_distance_sum(rows, profile_full, xp, acc_dtype)
     total = true_coef + spread_coef * profile_sum
     if not isinstance(epsilon, float):
         # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
         profile_distance_h = xp.where(spread_coef == 0.0, 0.0, profile_distance_h)
-    spread_distance = spread_coef * profile_distance_h / h
+    # Halved, as d_y is: the two halves add up without overflow where the loss is finite.
+    spread_half = spread_coef * profile_distance_h / (2.0 * h)
     class_weight = true_coef + spread_coef * true_profile
-    weighted_distance = true_term_distance(true_coef, class_weight, true_distance, spread_distance, xp)
+    weighted_distance = true_term_distance(true_coef, class_weight, true_half, spread_half, xp)
     return LabelTargets(labels, true_coef, spread_coef, profile, total, weighted_distance)
 
 
-def true_term_distance(true_coef: Any, class_weight: Any, true_distance: Any, spread_distance: Any, xp: Any) -> Any:
-    """``true_coef * d_y + spread_distance``, with the limit taken when ``d_y = +inf``.
+def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread_half: Any, xp: Any) -> Any:
+    """``2 * (true_coef * d_y / 2 + spread_half)``, with the limit taken when ``d_y = +inf``.
+
+    Both terms come halved (``true_half = d_y / 2``, ``spread_half`` half the smoothing
+    term), so that they add up without overflow whenever their finite sum is representable.
 
     A -inf logit on the true class gives ``d_y = +inf``; the class's whole target weight is
     ``class_weight = c_y``. Written as ``true_coef * d_y + spread`` the limit can read
@@ -220,9 +250,9 @@ def true_term_distance(true_coef: Any, class_weight: Any, true_distance: Any, sp
     and the spread term alone is the loss, unless that term holds the true class itself
     (``true_coef != 0`` with ``c_y = 0``), which leaves NaN.
     """
-    infinite = true_distance == _INF
-    finite_distance = xp.where(infinite, 0.0, true_distance)
-    distance = true_coef * finite_distance + spread_distance
+    infinite = true_half == _INF
+    finite_half = xp.where(infinite, 0.0, true_half)
+    distance = (true_coef * finite_half + spread_half) * 2.0
     if isinstance(true_coef, float):
         no_mass = distance if true_coef == 0.0 else distance + _NAN
     else:
@@ -260,7 +290,7 @@ def label_gradient(
 def dense_target_terms(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, Any]:
     """``T`` and ``sum_k c_k d_k`` for dense target weights ``c``."""
     total = xp.sum(coef, axis=-1, keepdims=True, dtype=acc_dtype)
-    distance_h, h = _scaled_sum_products(coef, rows.shifted, xp, acc_dtype)
+    distance_h, h = scaled_distance_sum(rows, coef, xp, acc_dtype)
     return total, distance_h / h
 
 

@@ -71,7 +71,7 @@ def _label_terms(problem: Any, stored: Any, dsum: Any) -> tuple[Any, ...]:
     true_weight = 1.0 if weight is None else xp.take(weight, problem.labels)[..., None]
     true_coef = (1.0 - epsilon) * true_weight
     if isinstance(epsilon, float) and epsilon == 0.0:
-        distance = _core.true_term_distance(true_coef, true_coef, true_distance, 0.0, xp)
+        distance = _core.true_term_distance(true_coef, true_coef, true_distance * 0.5, 0.0, xp)
         return true_coef, true_coef, None, None, distance
     if prior is None or isinstance(prior, str):
         profile = weight
@@ -89,9 +89,10 @@ def _label_terms(problem: Any, stored: Any, dsum: Any) -> tuple[Any, ...]:
         profile_full = xp.broadcast_to(profile, z.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True)
         shifted = _shifted(z, stored, _PROFILE)
-        # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
-        profile_distance = -xp.sum(xp.where(profile_full == 0.0, 0.0, profile_full * shifted),
-                                   axis=-1, keepdims=True)
+        # A class without target mass counts 0 even at a -inf logit (not 0 * inf); only the
+        # infinite distances are cleaned, so a zero profile entry keeps its derivative.
+        cleaned = xp.where((profile_full == 0.0) & xp.isinf(shifted), 0.0, shifted)
+        profile_distance = -xp.sum(profile_full * cleaned, axis=-1, keepdims=True)
         true_profile = xp.take_along_axis(profile_full, labels, axis=-1)
     total = true_coef + spread_coef * profile_sum
     spread_distance = spread_coef * profile_distance
@@ -99,7 +100,7 @@ def _label_terms(problem: Any, stored: Any, dsum: Any) -> tuple[Any, ...]:
         # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
         spread_distance = xp.where(spread_coef == 0.0, 0.0, spread_distance)
     class_weight = true_coef + spread_coef * true_profile
-    distance = _core.true_term_distance(true_coef, class_weight, true_distance, spread_distance, xp)
+    distance = _core.true_term_distance(true_coef, class_weight, true_distance * 0.5, spread_distance * 0.5, xp)
     return total, true_coef, spread_coef, profile, distance
 
 

@@ -168,7 +168,7 @@ class _Plan:
     spread_part: Any = None  # work dtype, or None
     # per-row results, float64
     log_sum: Any = None
-    true_shifted: Any = None
+    true_half: Any = None  # d_y / 2 = m / 2 - z_y / 2
     profile_shifted: Any = None
     profile_scale: Any = None  # (M,) the power of two each profile sum was scaled by
     generic_loss: Any = None
@@ -272,9 +272,11 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
         np.subtract(z_block, shift[:, None], out=work)
     at_label = ws.row_starts[:b] + plan.labels[start:stop]
     at_top = ws.row_starts[:b] + top
-    plan.true_shifted[start:stop] = flat[at_label]
+    # Halved, and from z in float64: exact, and no overflow for logits far apart.
+    true_logit = z_block[rows, plan.labels[start:stop]].astype(np.float64)
+    plan.true_half[start:stop] = shift.astype(np.float64) * 0.5 - true_logit * 0.5
     if plan.profile_shifted is not None:
-        _profile_sums(plan, work, at_label, start, stop, ws)
+        _profile_sums(plan, z_block, work, at_label, start, stop, ws)
     np.exp(work, out=work)
     # The maximum's exact 1 is kept out of the sum: log(s) = log1p(rest) keeps full
     # relative precision in rows dominated by one class.
@@ -300,12 +302,14 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     flat[at_label] -= _rows_of(plan.true_part, start, stop)
 
 
-def _profile_sums(plan: _Plan, work: Any, at_label: Any, start: int, stop: int, ws: _Workspace) -> None:
+def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: int, stop: int,
+                  ws: _Workspace) -> None:
     """``sum_k profile_k (z_k - m)`` of each row of the block (``work = z - m``)."""
     flat = work.reshape(-1)
     if plan.others:
         # The true class is left out of the sum rather than subtracted from it afterwards,
         # which would cancel when d_y is large.
+        true_shifted = flat[at_label]
         flat[at_label] = 0.0
     source = work
     if plan.profile is not None:
@@ -317,14 +321,28 @@ def _profile_sums(plan: _Plan, work: Any, at_label: Any, start: int, stop: int, 
     sums = _row_sums(source, ws)
     overflowed = np.flatnonzero(~np.isfinite(sums))
     if overflowed.size:
-        # Partial sums beyond the largest float: sum these rows scaled by a power of two
-        # (exact), and keep the scale for the loss (``_core.overflow_scale``).
-        h = _core.overflow_scale(plan.num_classes)
-        sums[overflowed] = np.add.reduce(source[overflowed].astype(np.float64) * h, axis=1)
-        plan.profile_scale[start + overflowed] = h
+        _rescale_profile_sums(plan, z_block, overflowed, sums, start)
     plan.profile_shifted[start:stop] = sums
     if plan.others:
-        flat[at_label] = plan.true_shifted[start:stop]
+        flat[at_label] = true_shifted
+
+
+def _rescale_profile_sums(plan: _Plan, z_block: Any, overflowed: Any, sums: Any, start: int) -> None:
+    """Sum the rows whose profile sum overflowed again, from ``z h - m h`` (``_core.overflow_scale``).
+
+    The partial sums, or ``z - m`` itself, went beyond the largest float; scaled by a power
+    of two (exact) they cannot. The scale is kept for the loss. A row with a -inf logit
+    stays infinite, as its exact sum is.
+    """
+    h = _core.overflow_scale(plan.num_classes)
+    z = z_block[overflowed].astype(np.float64)
+    shifted_h = z * h - z.max(axis=1, keepdims=True) * h
+    if plan.others:
+        shifted_h[np.arange(overflowed.size), plan.labels[start + overflowed]] = 0.0
+    if plan.profile is not None:
+        shifted_h = np.where(plan.profile == 0.0, 0.0, shifted_h * plan.profile)
+    sums[overflowed] = np.add.reduce(shifted_h, axis=1)
+    plan.profile_scale[start + overflowed] = h
 
 
 def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
@@ -430,13 +448,15 @@ def _label_losses(plan: _Plan) -> Any:
             # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
             profile_distance = np.where(plan.spread_coef == 0.0, 0.0, profile_distance)
         spread_distance = plan.spread_coef * profile_distance / plan.profile_scale
-    true_distance = -plan.true_shifted
-    if np.isfinite(true_distance).all():
-        weighted_distance = plan.distance_true_coef * true_distance + spread_distance
+    true_half = plan.true_half
+    # Both terms halved, so that they add up without overflow where the loss is finite.
+    spread_half = spread_distance * 0.5
+    if np.isfinite(true_half).all():
+        weighted_distance = (plan.distance_true_coef * true_half + spread_half) * 2.0
     else:
         # A -inf logit on a true class: the limit that the generic path takes.
         weighted_distance = _core.true_term_distance(
-            plan.distance_true_coef, plan.class_weight, true_distance, spread_distance, plan.problem.xp)
+            plan.distance_true_coef, plan.class_weight, true_half, spread_half, plan.problem.xp)
     return plan.total * plan.log_sum + weighted_distance
 
 
@@ -485,7 +505,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         if labels is not None:
             _label_coefficients(plan)
             plan.log_sum = np.empty(num_rows)
-            plan.true_shifted = np.empty(num_rows)
+            plan.true_half = np.empty(num_rows)
             if plan.spread_coef is not None:
                 plan.profile_shifted = np.empty(num_rows)
                 plan.profile_scale = np.ones(num_rows)

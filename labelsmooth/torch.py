@@ -2,11 +2,13 @@
 
 :func:`cross_entropy` is a :class:`torch.autograd.Function`: the forward pass computes the
 loss and the gradient ``p - q'`` together (:func:`labelsmooth.cross_entropy_with_grad`,
-one softmax) and saves only that gradient; the backward pass multiplies it by the
-incoming gradient. :class:`CrossEntropyLoss` is a drop-in replacement for
-:class:`torch.nn.CrossEntropyLoss` (same arguments, same defaults, same values) with the
-extra options of :func:`labelsmooth.cross_entropy` (``prior``, per-sample ``epsilon``,
-``where``).
+one softmax) and saves that gradient; the backward pass multiplies it by the incoming
+gradient. A backward pass that builds a graph (``create_graph=True``: gradient penalties,
+Hessian-vector products) recomputes the gradient as a differentiable expression of the
+inputs instead, so second derivatives are exact; the inputs are saved for it.
+:class:`CrossEntropyLoss` is a drop-in replacement for :class:`torch.nn.CrossEntropyLoss`
+(same arguments, same defaults, same values) with the extra options of
+:func:`labelsmooth.cross_entropy` (``prior``, per-sample ``epsilon``, ``where``).
 
 This module imports PyTorch; ``import labelsmooth`` does not import it.
 """
@@ -15,19 +17,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from . import _losses
-from ._validation import check_epsilon, check_ignore_index, check_prior_kind, check_reduction
+from ._validation import (
+    check_epsilon,
+    check_ignore_index,
+    check_prior_kind,
+    check_reduction,
+)
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
-_ARRAY_OPTIONS = ("epsilon", "prior", "weight", "where")
-
 
 class _AnalyticCrossEntropy(torch.autograd.Function):
-    """Loss in ``forward``; ``backward`` is the saved analytic gradient times the cotangent."""
+    """Loss in ``forward``; ``backward`` is the saved analytic gradient times the cotangent.
+
+    Under ``create_graph=True`` ``backward`` recomputes the gradients from the saved inputs
+    as a graph instead, so that they can be differentiated again.
+    """
 
     @staticmethod
     def forward(ctx: Any, logits: Any, targets: Any, epsilon: Any, prior: Any, weight: Any,
@@ -39,46 +49,95 @@ class _AnalyticCrossEntropy(torch.autograd.Function):
             loss, grad = _losses.cross_entropy_with_grad(logits, targets, **options)
         else:
             loss = _losses.cross_entropy(logits, targets, **options)
-        # Derivatives for anything but the logits (probability targets, an array epsilon,
-        # prior or weight that requires grad) come from autodiff, replayed only if asked.
-        replay = any(ctx.needs_input_grad[1:6])
-        inputs = (logits, targets, epsilon, prior, weight, where) if replay else ()
+        inputs = (logits, targets, epsilon, prior, weight, where)
         ctx.tensor_slots = [isinstance(value, torch.Tensor) for value in inputs]
         ctx.constants = [None if is_tensor else value for value, is_tensor in zip(inputs, ctx.tensor_slots)]
         ctx.save_for_backward(grad, *[value for value in inputs if isinstance(value, torch.Tensor)])
         ctx.options = {"axis": axis, "ignore_index": ignore_index, "reduction": reduction}
-        ctx.class_axis = axis % logits.ndim
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
         grad, *saved = ctx.saved_tensors
-        logits_grad = None
-        if grad is not None:
-            scale = grad_output
-            if ctx.options["reduction"] == "none":
-                # One incoming gradient per sample: put it back on the class axis.
-                scale = grad_output.unsqueeze(ctx.class_axis)
-            logits_grad = grad * scale
-        other_grads: list[Any] = [None] * 5
-        if ctx.tensor_slots:
-            tensors = iter(saved)
-            inputs = [next(tensors) if is_tensor else constant
-                      for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)]
-            other_grads = _replay_other_gradients(inputs, ctx.options, ctx.needs_input_grad[1:6], grad_output)
-        return (logits_grad, *other_grads, None, None, None)
+        tensors = iter(saved)
+        inputs = [next(tensors) if is_tensor else constant
+                  for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)]
+        wanted = ctx.needs_input_grad[:6]
+        if torch.is_grad_enabled():
+            grads = _differentiable_gradients(inputs, ctx.options, wanted, grad_output)
+        else:
+            logits_grad = None if grad is None else grad * _on_class_axis(grad_output, inputs[0], ctx.options)
+            others = _autodiff_gradients(inputs, ctx.options, (False, *wanted[1:]), grad_output, create_graph=False)
+            grads = [logits_grad, *others[1:]]
+        return (*grads, None, None, None)
 
 
-def _replay_other_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any) -> list[Any]:
-    """Autodiff gradients for targets, epsilon, prior and weight (``where`` has none)."""
-    logits, *others = inputs
+def _on_class_axis(grad_output: Any, logits: Any, options: dict[str, Any]) -> Any:
+    """The incoming gradient, broadcastable to the logits (per sample for ``"none"``)."""
+    if options["reduction"] != "none":
+        return grad_output
+    return grad_output.unsqueeze(options["axis"] % logits.ndim)
+
+
+def _plain_loss(inputs: list[Any], options: dict[str, Any]) -> Any:
+    logits, targets, epsilon, prior, weight, where = inputs
+    return _losses.cross_entropy(logits, targets, epsilon=epsilon, prior=prior, weight=weight,
+                                 where=where, **options)
+
+
+def _autodiff_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any,
+                        *, create_graph: bool) -> list[Any]:
+    """Autodiff of :func:`labelsmooth.cross_entropy` with respect to the ``wanted`` inputs.
+
+    Without ``create_graph`` the inputs are detached, so that no graph reaches back into
+    the caller's; with it they are used as they are, so that the gradients can be
+    differentiated again (with respect to every input and to ``grad_output``).
+    """
+    if not any(wanted):
+        return [None] * len(wanted)
+    if not create_graph:
+        inputs = [_detached(value, need) for value, need in zip(inputs, wanted)]
+    chosen = [value for value, need in zip(inputs, wanted) if need]
     with torch.enable_grad():
-        leaves = [value.detach().requires_grad_() if need else value for value, need in zip(others, wanted)]
-        epsilon, prior, weight, where = leaves[1:]
-        loss = _losses.cross_entropy(logits.detach(), leaves[0], epsilon=epsilon, prior=prior,
-                                     weight=weight, where=where, **options)
-        grads = iter(torch.autograd.grad(loss, [leaf for leaf, need in zip(leaves, wanted) if need], grad_output))
+        loss = _plain_loss(inputs, options)
+        if loss.requires_grad:
+            grads = iter(torch.autograd.grad(loss, chosen, grad_output, create_graph=create_graph,
+                                             materialize_grads=True))
+        else:
+            # No wanted input reaches the loss (a prior with epsilon = 0): zero gradients.
+            grads = iter([torch.zeros_like(value) for value in chosen])
     return [next(grads) if need else None for need in wanted]
+
+
+def _detached(value: Any, need: bool) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.detach().requires_grad_() if need else value.detach()
+
+
+def _differentiable_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any) -> list[Any]:
+    """Every wanted gradient as a graph over the inputs and ``grad_output`` (``create_graph=True``).
+
+    The logits' gradient is the analytic ``row_scale * (T p - c)`` recomputed by
+    :func:`labelsmooth.cross_entropy_grad` on the saved inputs: its derivative is the
+    exact Hessian ``row_scale * T * (diag(p) - p p^T)``. The other inputs' gradients come
+    from autodiff of the loss, as a graph too.
+    """
+    grads = _autodiff_gradients(inputs, options, (False, *wanted[1:]), grad_output, create_graph=True)
+    if wanted[0]:
+        logits, targets, epsilon, prior, weight, where = inputs
+        with torch.enable_grad():
+            # Differentiating the analytic gradient needs only first derivatives of the
+            # max-shifted softmax (autodiff of the loss would need its second ones).
+            grad = _losses.cross_entropy_grad(logits, targets, epsilon=epsilon, prior=prior, weight=weight,
+                                              where=where, **options)
+            grads[0] = grad * _on_class_axis(grad_output, logits, options)
+    return grads
+
+
+def _python_number(value: Any) -> Any:
+    """A NumPy scalar (``np.float64(0.1)``) as the Python number it holds, as PyTorch reads it."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def cross_entropy(
@@ -104,18 +163,27 @@ def cross_entropy(
 
     (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision",
     section 7). Values, options (``axis=-1`` by default, as everywhere in labelsmooth)
-    and validation are those of :func:`labelsmooth.cross_entropy`. Only the gradient
-    with respect to ``logits`` is saved for the backward pass (one tensor of the logits'
-    shape); for ``reduction="none"`` it is multiplied by each sample's incoming gradient.
-    Probability targets and array ``epsilon`` / ``prior`` / ``weight`` that require grad
-    are differentiated by autodiff of :func:`labelsmooth.cross_entropy`.
+    and validation are those of :func:`labelsmooth.cross_entropy`; ``ignore_index`` needs
+    integer targets (``ValueError`` otherwise). The gradient with respect to ``logits``
+    is computed with the loss and saved (one tensor of the logits' shape, besides the
+    inputs); the backward pass multiplies it by the incoming gradient, per sample for
+    ``reduction="none"``. Probability targets and tensor ``epsilon`` / ``prior`` /
+    ``weight`` that require grad are differentiated by autodiff of
+    :func:`labelsmooth.cross_entropy`.
+
+    Under ``create_graph=True`` (gradient penalties, Hessian-vector products) the
+    backward pass recomputes the gradients as differentiable expressions of the inputs
+    and of the incoming gradient, so second derivatives are exact: with respect to the
+    logits, ``row_scale * T * (diag(p) - p p^T)`` per sample.
 
     Parameters
     ----------
     logits : torch.Tensor of real floating dtype
     targets : torch.Tensor
         Integer labels (``logits``' shape without ``axis``) or probability rows.
-    epsilon, prior, axis, weight, ignore_index, where, reduction
+    epsilon : float or torch.Tensor, default 0.0
+        As in :func:`labelsmooth.cross_entropy`; NumPy scalars are read as Python floats.
+    prior, axis, weight, ignore_index, where, reduction
         As in :func:`labelsmooth.cross_entropy`.
 
     Returns
@@ -132,7 +200,7 @@ def cross_entropy(
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    return _AnalyticCrossEntropy.apply(logits, targets, epsilon, prior, weight, where,
+    return _AnalyticCrossEntropy.apply(logits, targets, _python_number(epsilon), prior, weight, where,
                                        axis, ignore_index, reduction)
 
 
@@ -143,13 +211,15 @@ class CrossEntropyLoss(nn.Module):
               q' = (1 - \varepsilon)\, q + \varepsilon\, u
 
     Same positional arguments, defaults and values as ``torch.nn.CrossEntropyLoss``:
-    class axis 1 (``(N, C, d1, ...)``; a 1-D input is one sample), ``ignore_index=-100``
-    (ignored for probability targets, as in PyTorch), ``reduction="mean"`` dividing by
-    the summed weights of the counted samples. ``label_smoothing`` and ``epsilon`` name
-    the same option (give one). Extra options: ``prior`` (None: uniform; ``"others"``;
-    or a class prior), a per-sample ``epsilon`` tensor, a ``where`` mask of allowed
-    classes (also accepted per call by :meth:`forward`) and ``axis``.
-    Szegedy et al. (2016), section 7.
+    class axis 1 (``(N, C, d1, ...)``; a 1-D input is one sample), ``ignore_index=-100``,
+    ``reduction="mean"`` dividing by the summed weights of the counted samples. With
+    probability targets, as in PyTorch, a negative ``ignore_index`` (the default) has no
+    effect and a non-negative one is an error (``ValueError``; PyTorch raises
+    ``RuntimeError``). ``label_smoothing`` and ``epsilon`` name the same option (give
+    one). Extra options: ``prior`` (None: uniform; ``"others"``; or a class prior), a
+    per-sample ``epsilon`` tensor, a ``where`` mask of allowed classes (also accepted per
+    call by :meth:`forward`) and ``axis``. Second derivatives are exact, as for
+    :func:`cross_entropy`. Szegedy et al. (2016), section 7.
 
     Parameters
     ----------
@@ -158,6 +228,7 @@ class CrossEntropyLoss(nn.Module):
     ignore_index : int, default -100
     reduction : {"mean", "sum", "none"}, default "mean"
     label_smoothing : float, default 0.0
+        NumPy scalars are read as Python floats.
     epsilon : float or torch.Tensor, optional
         Alias of ``label_smoothing``; a tensor broadcastable to the batch shape gives
         per-sample smoothing.
@@ -188,6 +259,7 @@ class CrossEntropyLoss(nn.Module):
         axis: int = 1,
     ) -> None:
         super().__init__()
+        label_smoothing, epsilon = _python_number(label_smoothing), _python_number(epsilon)
         if epsilon is not None and not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
             msg = (f"give label_smoothing or epsilon, not both (they name the same option), "
                    f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}")
@@ -218,12 +290,22 @@ class CrossEntropyLoss(nn.Module):
         return (f"label_smoothing={self.epsilon!r}, prior={prior!r}, ignore_index={self.ignore_index}, "
                 f"reduction={self.reduction!r}, axis={self.axis}")
 
-    def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:  # noqa: A002 (torch's names)
+    def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:
         """Loss of ``input`` (logits) against ``target`` (class indices or probabilities)."""
         axis = 0 if input.ndim == 1 else self.axis
-        is_labels = not torch.is_floating_point(target)
         return cross_entropy(
             input, target, epsilon=self.epsilon, prior=self.prior, axis=axis,
-            weight=self.weight, ignore_index=self.ignore_index if is_labels else None,
+            weight=self.weight, ignore_index=_ignore_index_for(target, self.ignore_index),
             where=self.where if where is None else where, reduction=self.reduction,
         )
+
+
+def _ignore_index_for(target: Any, ignore_index: Any) -> Any:
+    """``ignore_index`` as PyTorch applies it: negative ones have no effect on probability targets."""
+    if not torch.is_floating_point(target):
+        return ignore_index
+    if ignore_index is not None and check_ignore_index(ignore_index) >= 0:
+        msg = (f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index} "
+               f"(PyTorch accepts only a negative ignore_index with them, which has no effect)")
+        raise ValueError(msg)
+    return None
