@@ -67,9 +67,11 @@ def namespace_of(*objects: Any, xp: Any = None) -> Any:
     Python scalars, strings and ``None`` are ignored. Arrays of different libraries are a
     ``TypeError`` (raised by ``array_api_compat.array_namespace``).
     """
-    # NumPy scalars are Python numbers here: they never decide the namespace.
-    arrays = [obj for obj in objects
-              if obj is not None and is_array_api_obj(obj) and not is_numpy_scalar(obj)]
+    arrays = [obj for obj in objects if obj is not None and is_array_api_obj(obj)]
+    # NumPy scalars (the result of NumPy arithmetic on 0-d arrays) are numbers beside the
+    # arrays of another library: they decide the namespace only when nothing else does.
+    non_scalars = [obj for obj in arrays if not is_numpy_scalar(obj)]
+    arrays = non_scalars or arrays
     if xp is not None:
         if not (hasattr(xp, "isdtype") and hasattr(xp, "asarray")):
             msg = f"xp must be an array namespace (such as array_api_compat.numpy) or None, got {xp!r}"

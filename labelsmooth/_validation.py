@@ -24,7 +24,7 @@ def dtype_name(dtype: Any) -> str:
 
 
 def describe(value: Any) -> str:
-    if is_array_api_obj(value) and not is_numpy_scalar(value):
+    if is_array_api_obj(value):
         return f"an array of shape {tuple(value.shape)} and dtype {dtype_name(value.dtype)}"
     return f"{value!r} of type {type(value).__name__}"
 
@@ -41,7 +41,7 @@ def require_array(name: str, value: Any) -> None:
         msg = (f"{name} must be an array without a mask, got a numpy.ma.MaskedArray "
                f"(pass {name}.filled(...) or express the mask with where= / ignore_index=)")
         raise TypeError(msg)
-    if not is_array_api_obj(value) or is_numpy_scalar(value):
+    if not is_array_api_obj(value):
         msg = f"{name} must be an array, got {describe(value)}"
         raise TypeError(msg)
 
