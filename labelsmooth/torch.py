@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import _losses
 from ._validation import (
+    as_python_scalar,
     check_epsilon,
     check_ignore_index,
     check_prior_kind,
@@ -135,11 +135,6 @@ def _differentiable_gradients(inputs: list[Any], options: dict[str, Any], wanted
     return grads
 
 
-def _python_number(value: Any) -> Any:
-    """A NumPy scalar (``np.float64(0.1)``) as the Python number it holds, as PyTorch reads it."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def cross_entropy(
     logits: Any,
     targets: Any,
@@ -200,7 +195,7 @@ def cross_entropy(
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    return _AnalyticCrossEntropy.apply(logits, targets, _python_number(epsilon), prior, weight, where,
+    return _AnalyticCrossEntropy.apply(logits, targets, as_python_scalar(epsilon), prior, weight, where,
                                        axis, ignore_index, reduction)
 
 
@@ -259,7 +254,7 @@ class CrossEntropyLoss(nn.Module):
         axis: int = 1,
     ) -> None:
         super().__init__()
-        label_smoothing, epsilon = _python_number(label_smoothing), _python_number(epsilon)
+        label_smoothing, epsilon = as_python_scalar(label_smoothing), as_python_scalar(epsilon)
         if epsilon is not None and not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
             msg = (f"give label_smoothing or epsilon, not both (they name the same option), "
                    f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}")
