@@ -6,15 +6,18 @@ numerical core (``_core.py``) can stay pure array API.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import numbers
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import array_api_compat
 from array_api_compat import (
     array_namespace,
-    is_array_api_strict_namespace,
     is_array_api_obj,
+    is_array_api_strict_namespace,
     is_dask_array,
     is_dask_namespace,
     is_jax_array,
@@ -25,15 +28,38 @@ from array_api_compat import (
 
 __all__ = [
     "accumulation_dtype",
-    "index_dtype",
-    "is_numpy_scalar",
     "compute_dtype",
     "device_of",
+    "fast_paths",
+    "fast_paths_enabled",
+    "index_dtype",
+    "is_numpy_scalar",
     "is_traced",
-    "subtract_quietly",
     "namespace_of",
+    "subtract_quietly",
     "values_checkable",
 ]
+
+
+_FAST_PATHS = contextvars.ContextVar("labelsmooth_fast_paths", default=True)
+
+
+@contextlib.contextmanager
+def fast_paths(enabled: bool) -> Iterator[None]:
+    """Within this context (of this thread or task only), allow the backend fast paths or not.
+
+    With ``enabled=False`` every problem is evaluated by the generic array-API path, which
+    the tests compare the fast paths with.
+    """
+    token = _FAST_PATHS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FAST_PATHS.reset(token)
+
+
+def fast_paths_enabled() -> bool:
+    return _FAST_PATHS.get()
 
 
 def is_numpy_scalar(value: Any) -> bool:

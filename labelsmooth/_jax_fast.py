@@ -34,11 +34,9 @@ from typing import Any
 from array_api_compat import is_jax_namespace
 
 from . import _core
+from ._backend import fast_paths_enabled
 
-__all__ = ["ENABLED", "eligible", "evaluate"]
-
-# Set to False to send every problem to the generic path (used by the tests).
-ENABLED = True
+__all__ = ["eligible", "evaluate"]
 
 _NAN = float("nan")
 _INF = float("inf")
@@ -46,7 +44,7 @@ _INF = float("inf")
 
 def eligible(problem: Any) -> bool:
     """Whether ``problem`` (a validated ``_losses._Problem``) takes the JAX fast path."""
-    if not ENABLED or not is_jax_namespace(problem.xp):
+    if not fast_paths_enabled() or not is_jax_namespace(problem.xp):
         return False
     if problem.labels is None or problem.allowed is not None:
         return False

@@ -32,11 +32,9 @@ import numpy as np
 from array_api_compat import is_numpy_namespace
 
 from . import _core
+from ._backend import fast_paths_enabled
 
-__all__ = ["ENABLED", "eligible", "evaluate"]
-
-# Set to False to send every problem to the generic path (used by the tests).
-ENABLED = True
+__all__ = ["eligible", "evaluate"]
 
 # A block of rows of about this many bytes stays in a core's L2 cache through its passes,
 # and is long enough that the Python work between NumPy calls (which holds the GIL) is
@@ -119,7 +117,7 @@ def _segments(x: np.ndarray, lead: int) -> list[np.ndarray]:
 
 def eligible(problem: Any) -> bool:
     """Whether ``problem`` (a validated ``_losses._Problem``) takes the NumPy fast path."""
-    if not ENABLED or not is_numpy_namespace(problem.xp):
+    if not fast_paths_enabled() or not is_numpy_namespace(problem.xp):
         return False
     z = problem.logits
     if type(z) is not np.ndarray or z.dtype not in (np.float32, np.float64) or z.size == 0:

@@ -5,17 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
-from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
+from ._backend import (
+    accumulation_dtype,
+    compute_dtype,
+    device_of,
+    namespace_of,
+    values_checkable,
+)
 from ._validation import (
-    check_broadcastable,
     check_bool,
+    check_broadcastable,
     check_epsilon,
     check_num_classes,
     check_prior_kind,
+    epsilon_out_of_range,
     first_value,
     label_masks,
     normalize_axis,
-    epsilon_out_of_range,
     prior_tolerance,
     require_array,
     require_integer,

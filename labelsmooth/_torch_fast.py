@@ -19,11 +19,9 @@ import numpy as np
 from array_api_compat import is_torch_namespace
 
 from . import _numpy_fast
+from ._backend import fast_paths_enabled
 
-__all__ = ["ENABLED", "eligible", "evaluate"]
-
-# Set to False to send every problem to the generic path (used by the tests).
-ENABLED = True
+__all__ = ["eligible", "evaluate"]
 
 _ARRAY_FIELDS = ("logits", "labels", "probabilities", "epsilon", "prior", "weight", "ignored")
 _WORK_DTYPES = {"torch.float32": np.float32, "torch.float64": np.float64}
@@ -37,7 +35,7 @@ def _tensors(problem: Any) -> list:
 
 def eligible(problem: Any) -> bool:
     """Whether ``problem`` (a validated ``_losses._Problem``) takes the NumPy path on views."""
-    if not ENABLED or not _numpy_fast.ENABLED or not is_torch_namespace(problem.xp):
+    if not fast_paths_enabled() or not is_torch_namespace(problem.xp):
         return False
     if problem.allowed is not None or problem.poison is not None:
         return False

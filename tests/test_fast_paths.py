@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,24 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import labelsmooth as ls
-from labelsmooth import _jax_fast, _losses, _numpy_fast, _torch_fast
+from labelsmooth import _jax_fast, _losses, _numpy_fast
+from labelsmooth._backend import fast_paths
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
-FAST_MODULES = (_numpy_fast, _jax_fast, _torch_fast)
 
-
-@contextmanager
-def generic_only() -> Iterator[None]:
-    saved = [module.ENABLED for module in FAST_MODULES]
-    for module in FAST_MODULES:
-        module.ENABLED = False
-    try:
-        yield
-    finally:
-        for module, value in zip(FAST_MODULES, saved):
-            module.ENABLED = value
+def generic_only() -> Any:
+    return fast_paths(False)
 
 
 def fast_and_generic(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
