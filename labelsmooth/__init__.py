@@ -7,10 +7,21 @@ standard and dispatched through ``array-api-compat`` to NumPy, CuPy, JAX, PyTorc
 and array-api-strict.
 """
 
-from ._binary import binary_cross_entropy, binary_cross_entropy_grad, binary_cross_entropy_with_grad
+from ._binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_grad,
+    binary_cross_entropy_with_grad,
+)
 from ._kl import kl_divergence
 from ._losses import cross_entropy, cross_entropy_grad, cross_entropy_with_grad
-from ._softmax import log_softmax, logsumexp, one_hot, smooth_labels, soft_targets, softmax
+from ._softmax import (
+    log_softmax,
+    logsumexp,
+    one_hot,
+    smooth_labels,
+    soft_targets,
+    softmax,
+)
 from ._version import __version__
 
 __all__ = [

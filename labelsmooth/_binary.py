@@ -8,7 +8,13 @@ from typing import Any
 
 from array_api_compat import is_array_api_obj
 
-from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
+from ._backend import (
+    accumulation_dtype,
+    compute_dtype,
+    device_of,
+    namespace_of,
+    values_checkable,
+)
 from ._validation import (
     check_broadcastable,
     check_epsilon,

@@ -33,7 +33,7 @@ from typing import Any
 
 from array_api_compat import is_jax_namespace
 
-from . import _core
+from . import _assembly, _core
 from ._backend import fast_paths_enabled
 
 __all__ = ["eligible", "evaluate"]
@@ -43,7 +43,7 @@ _INF = float("inf")
 
 
 def eligible(problem: Any) -> bool:
-    """Whether ``problem`` (a validated ``_losses._Problem``) takes the JAX fast path."""
+    """Whether ``problem`` (a validated ``_problem.Problem``) takes the JAX fast path."""
     if not fast_paths_enabled() or not is_jax_namespace(problem.xp):
         return False
     if problem.labels is None or problem.allowed is not None:
@@ -140,8 +140,6 @@ def _shifted(z: Any, stored: Any, form: int) -> Any:
 
 def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) -> Any:
     """Loss (and gradient) from the per-row sums (and ``S``, when it is ``stored``)."""
-    from . import _losses
-
     xp = problem.xp
     z = problem.logits
     total, true_coef, spread_coef, profile, distance = _label_terms(problem, stored, dsum)
@@ -151,8 +149,7 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
     if problem.poison is not None:
         # Multiply rather than select, so that autodiff of the loss is NaN there as well.
         per_sample = per_sample * xp.where(problem.poison, _NAN, 1.0)
-    evaluation = _losses._Evaluation(per_sample, None, None, None, None)
-    loss, scale = _losses._reduce(problem, evaluation)
+    loss, scale = _assembly.reduce(problem, per_sample)
     if not with_grad:
         return loss
     work = z.dtype
@@ -193,11 +190,9 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
 
 
 def _generic(problem: Any, with_grad: bool) -> Any:
-    from . import _losses
-
-    evaluation = _losses._evaluate(problem)
-    loss, scale = _losses._reduce(problem, evaluation)
-    return (loss, _losses._gradient(problem, evaluation, scale)) if with_grad else loss
+    evaluation = _assembly.evaluate(problem)
+    loss, scale = _assembly.reduce(problem, evaluation.per_sample)
+    return (loss, _assembly.gradient(problem, evaluation, scale)) if with_grad else loss
 
 
 def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:

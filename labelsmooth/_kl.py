@@ -6,16 +6,10 @@ import dataclasses
 from typing import Any
 
 from . import _core
+from ._assembly import dense_coefficients, reduce
 from ._backend import device_of
-from ._losses import (
-    _OPTIONS_DOC,
-    _RAISES_DOC,
-    _dense_coefficients,
-    _Evaluation,
-    _prepare,
-    _Problem,
-    _reduce,
-)
+from ._docs import OPTIONS_DOC, RAISES_DOC
+from ._problem import Problem, prepare
 
 __all__ = ["kl_divergence"]
 
@@ -30,7 +24,7 @@ def _as_array(value: Any, like: Any, xp: Any) -> Any:
     return value
 
 
-def _label_targets(problem: _Problem, log_p: Any) -> Any:
+def _label_targets(problem: Problem, log_p: Any) -> Any:
     """Dense ``q'`` of integer labels (accumulation dtype, class last, 0 on masked classes).
 
     Uniform prior: ``1 - eps + eps/K`` on the true class and ``eps/K`` elsewhere;
@@ -56,7 +50,7 @@ def _label_targets(problem: _Problem, log_p: Any) -> Any:
     return targets
 
 
-def _mass_defect(problem: _Problem) -> Any:
+def _mass_defect(problem: Problem) -> Any:
     """``sum_k q'_k - 1`` per row, from the inputs' own sums (0 when they sum to 1).
 
     Only the given rows and prior can miss 1 (the prior within its validation tolerance):
@@ -79,7 +73,7 @@ def _mass_defect(problem: _Problem) -> Any:
     return defect
 
 
-def _log_probabilities(problem: _Problem) -> Any:
+def _log_probabilities(problem: Problem) -> Any:
     """``log p_k = (z_k - m) - log s`` in the accumulation dtype; ``-inf`` on masked classes."""
     xp, acc = problem.xp, problem.acc
     # The whole softmax in the wider dtype (float64 for float32 logits where the backend has
@@ -124,7 +118,7 @@ def _weighted_terms(targets: Any, log_p: Any, weight: Any, xp: Any) -> Any:
     return xp.astype(weight, targets.dtype) * targets * ratio
 
 
-def _per_sample(problem: _Problem) -> Any:
+def _per_sample(problem: Problem) -> Any:
     """Per-sample divergence (accumulation dtype, batch + (1,)), before reduction."""
     xp, acc = problem.xp, problem.acc
     log_p = _log_probabilities(problem)
@@ -132,7 +126,7 @@ def _per_sample(problem: _Problem) -> Any:
         targets = _label_targets(problem, log_p)
     else:
         widened = dataclasses.replace(problem, probabilities=xp.astype(problem.probabilities, acc), weight=None)
-        targets = _dense_coefficients(widened)
+        targets = dense_coefficients(widened)
     if problem.weight is None:
         terms = _divergence_terms(targets, log_p, xp)
         divergence = xp.sum(terms, axis=-1, keepdims=True) + _mass_defect(problem)
@@ -160,10 +154,9 @@ def kl_divergence(
     reduction: str = "mean",
     xp: Any = None,
 ) -> Any:
-    problem = _prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
+    problem = prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
                        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
-    evaluation = _Evaluation(_per_sample(problem), None, None, None, None)
-    loss, _ = _reduce(problem, evaluation)
+    loss, _ = reduce(problem, _per_sample(problem))
     return loss
 
 
@@ -208,12 +201,12 @@ kl_divergence.__doc__ = r"""Kullback-Leibler divergence from the smoothed target
     for 2-D logits it is PyTorch's ``F.kl_div(F.log_softmax(z, 1), q', reduction="batchmean")``;
     for ``(N, C, d1, ...)`` inputs PyTorch's ``"batchmean"`` divides by ``N`` only, i.e. our
     ``"sum"`` over ``N``.
-""" + _OPTIONS_DOC + r"""
+""" + OPTIONS_DOC + r"""
     Returns
     -------
     array
         Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
-""" + _RAISES_DOC + r"""
+""" + RAISES_DOC + r"""
     Examples
     --------
     >>> import array_api_strict as xp

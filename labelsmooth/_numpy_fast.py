@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from . import _core
+from . import _assembly, _core
 from ._backend import fast_paths_enabled
 
 __all__ = ["eligible", "evaluate"]
@@ -116,7 +116,7 @@ def _segments(x: np.ndarray, lead: int) -> list[np.ndarray]:
 
 
 def eligible(problem: Any) -> bool:
-    """Whether ``problem`` (a validated ``_losses._Problem``) takes the NumPy fast path."""
+    """Whether ``problem`` (a validated ``_problem.Problem``) takes the NumPy fast path."""
     if not fast_paths_enabled() or not is_numpy_namespace(problem.xp):
         return False
     z = problem.logits
@@ -229,8 +229,6 @@ def _rows_of(value: Any, start: int, stop: int, column: bool = False) -> Any:
 
 def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, start: int, stop: int) -> None:
     """Evaluate rows ``start:stop`` with the generic path (same formulas, same edge cases)."""
-    from . import _losses
-
     problem = plan.problem
     epsilon = plan.epsilon
     if isinstance(epsilon, np.ndarray):
@@ -240,7 +238,7 @@ def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, sta
         labels=None if plan.labels is None else plan.labels[start:stop],
         ignored=None, poison=None,
     )
-    evaluation = _losses._evaluate(sub)
+    evaluation = _assembly.evaluate(sub)
     plan.generic_loss[start:stop] = evaluation.per_sample[:, 0]
     plan.generic_ranges.append((start, stop))
     if grad_block is None:

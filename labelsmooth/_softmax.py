@@ -12,9 +12,9 @@ from ._backend import (
     namespace_of,
     values_checkable,
 )
+from ._problem import prior_rows, validate_prior_values
 from ._validation import (
     check_bool,
-    check_broadcastable,
     check_epsilon,
     check_num_classes,
     check_prior_kind,
@@ -22,7 +22,6 @@ from ._validation import (
     first_value,
     label_masks,
     normalize_axis,
-    prior_tolerance,
     require_array,
     require_integer,
     require_real_floating,
@@ -229,25 +228,6 @@ def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
     return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
 
 
-def validate_prior_values(prior: Any, xp: Any, class_axis: int) -> Any:
-    """Eagerly check an array prior; return a row mask of invalid priors when traced."""
-    tolerance = prior_tolerance(xp, prior.dtype)
-    negative = xp.logical_not(prior >= 0)
-    totals = xp.sum(prior, axis=class_axis)
-    off = xp.logical_not(xp.abs(totals - 1.0) <= tolerance)
-    if values_checkable(prior):
-        if bool(xp.any(negative)):
-            bad = first_value(prior, negative, xp)
-            msg = f"prior must have non-negative entries, got an entry of {bad}"
-            raise ValueError(msg)
-        if bool(xp.any(off)):
-            total = first_value(totals, off, xp)
-            msg = f"prior must sum to 1 along the class axis (tolerance {tolerance:.1e}), got a sum of {total}"
-            raise ValueError(msg)
-        return None
-    return xp.any(negative, axis=class_axis) | off
-
-
 def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int = -1, xp: Any = None) -> Any:
     r"""Smooth one-hot or probability rows: :math:`q' = (1 - \varepsilon)\, q + \varepsilon\, u`.
 
@@ -315,7 +295,7 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
         smoothed = (1.0 - eps) * q + eps * (1.0 - q) / (num_classes - 1)
     else:
         require_real_floating("prior", prior, xp)
-        u = _prior_rows(prior, axis, ndim, q.shape, xp, work)
+        u = prior_rows(prior, axis, ndim, q.shape, xp, work)
         bad_prior = validate_prior_values(u, xp, -1)
         if bad_prior is not None:
             poison = bad_prior if poison is None else poison | bad_prior
@@ -323,23 +303,6 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
     if poison is not None:
         smoothed = xp.where(poison[..., None], float("nan"), smoothed)
     return smoothed
-
-
-def _prior_rows(prior: Any, axis: int, ndim: int, moved_shape: tuple[int, ...], xp: Any, work: Any) -> Any:
-    """Broadcast a prior given in the caller's layout to the class-last layout."""
-    full_shape = list(moved_shape)
-    full_shape.insert(axis, full_shape.pop())
-    full_shape_t = tuple(full_shape)
-    prior = xp.astype(prior, work)
-    if prior.ndim == 1 and axis == ndim - 1:
-        check_broadcastable("prior", tuple(prior.shape), full_shape_t, "the logits' shape")
-        return prior
-    if prior.ndim == 1 and prior.shape[0] == full_shape_t[axis] and axis != ndim - 1:
-        # A (K,) prior names classes, whatever the class axis.
-        return prior
-    check_broadcastable("prior", tuple(prior.shape), full_shape_t, "the logits' shape")
-    full = xp.broadcast_to(prior, full_shape_t)
-    return xp.moveaxis(full, axis, -1) if axis != ndim - 1 else full
 
 
 def soft_targets(

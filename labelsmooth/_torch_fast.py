@@ -34,7 +34,7 @@ def _tensors(problem: Any) -> list:
 
 
 def eligible(problem: Any) -> bool:
-    """Whether ``problem`` (a validated ``_losses._Problem``) takes the NumPy path on views."""
+    """Whether ``problem`` (a validated ``_problem.Problem``) takes the NumPy path on views."""
     if not fast_paths_enabled() or not is_torch_namespace(problem.xp):
         return False
     if problem.allowed is not None or problem.poison is not None:

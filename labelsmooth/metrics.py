@@ -14,8 +14,20 @@ from __future__ import annotations
 import operator
 from typing import Any, NamedTuple
 
-from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, values_checkable
-from ._validation import describe, first_value, normalize_axis, require_integer, require_real_floating
+from ._backend import (
+    accumulation_dtype,
+    compute_dtype,
+    device_of,
+    namespace_of,
+    values_checkable,
+)
+from ._validation import (
+    describe,
+    first_value,
+    normalize_axis,
+    require_integer,
+    require_real_floating,
+)
 
 __all__ = ["ReliabilityDiagram", "brier_score", "expected_calibration_error", "reliability_diagram"]
 

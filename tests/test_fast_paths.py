@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import labelsmooth as ls
-from labelsmooth import _jax_fast, _losses, _numpy_fast
+from labelsmooth import _jax_fast, _numpy_fast, _problem
 from labelsmooth._backend import fast_paths
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -491,6 +491,6 @@ def test_jax_fast_path_only_without_float64_accumulation() -> None:
 
     z = jnp.zeros((2, 3), dtype=jnp.float32)
     y = jnp.asarray([0, 1])
-    problem = _losses._prepare(z, y, epsilon=0.1, prior=None, axis=-1, weight=None, ignore_index=None,
+    problem = _problem.prepare(z, y, epsilon=0.1, prior=None, axis=-1, weight=None, ignore_index=None,
                                where=None, reduction="mean", xp=None)
     assert _jax_fast.eligible(problem) == (problem.acc == problem.logits.dtype)

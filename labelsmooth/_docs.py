@@ -1,0 +1,53 @@
+"""Shared docstring sections of the smoothed losses."""
+
+from __future__ import annotations
+
+__all__ = ["OPTIONS_DOC", "RAISES_DOC"]
+
+OPTIONS_DOC = r"""
+    Parameters
+    ----------
+    logits : array of real floating dtype
+        Unnormalised log-probabilities ``z``; the class axis is ``axis``.
+    targets : array
+        Integer class labels with the shape of ``logits`` without ``axis``, or probability
+        rows (real floating, same shape and dtype as ``logits``), which are then smoothed
+        as PyTorch does.
+    epsilon : float in [0, 1] or array broadcastable to the batch shape, default 0.0
+        Smoothing strength; an array gives per-sample smoothing.
+    prior : None, "others" or array, default None
+        Smoothing distribution ``u``: uniform ``1/K`` (PyTorch, optax, Keras, TF, timm,
+        Hugging Face); ``"others"``: ``(1 - q)/(K - 1)``, the true class keeps exactly
+        ``1 - eps`` (fairseq); or a class prior of shape ``(K,)`` (or broadcastable to
+        ``logits``), non-negative and summing to 1.
+    axis : int, default -1
+        Class axis (``axis=1`` for PyTorch's ``(N, C, d1, ...)`` layout).
+    weight : array of shape (K,), optional
+        Per-class weights with PyTorch's exact semantics: for labels, the per-sample loss
+        is ``(1-eps) w_y (-log p_y) + eps sum_k u_k w_k (-log p_k)`` and ``"mean"`` divides
+        by ``sum_i w_{y_i}`` over counted samples; for probability targets the loss is
+        ``-sum_k w_k q'_k log p_k`` and ``"mean"`` divides by the number of samples.
+    ignore_index : int, optional
+        Label value whose samples contribute nothing and are not counted by ``"mean"``
+        (integer targets only). All samples ignored with ``"mean"`` gives NaN, as PyTorch.
+    where : boolean array broadcastable to ``logits``, optional
+        Classes where False are excluded from the softmax, receive no smoothing mass (``K``
+        counts the allowed classes of each row) and get zero gradient; they may hold
+        ``-inf`` logits.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    xp : array namespace, optional
+        Inferred from the array arguments when None.
+"""
+
+RAISES_DOC = r"""
+    Raises
+    ------
+    TypeError
+        Integer/boolean/complex ``logits``, targets of another dtype, arrays of different
+        libraries, options of the wrong type.
+    ValueError
+        Shape mismatches, labels out of range or on masked classes, ``epsilon`` outside
+        [0, 1], an invalid prior, ``weight`` of the wrong length, an unknown ``reduction``,
+        ``ignore_index`` with probability targets. Under ``jax.jit`` and on lazy Dask
+        arrays, invalid values cannot be seen: the affected results are NaN instead.
+"""
