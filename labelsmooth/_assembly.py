@@ -59,12 +59,11 @@ def evaluate(problem: Any) -> Evaluation:
             weight=problem.weight, allowed=problem.allowed, num_allowed=problem.num_allowed,
             xp=xp, acc_dtype=acc,
         )
-        total, distance = label_terms.total, label_terms.weighted_distance
+        per_sample = label_terms.per_sample
     else:
         dense_coef = dense_coefficients(problem)
-        total, distance = _core.dense_target_terms(rows, dense_coef, xp, acc)
-        dense_total = total
-    per_sample = total * rows.log_sum + distance
+        dense_total, distance = _core.dense_target_terms(rows, dense_coef, xp, acc)
+        per_sample = dense_total * rows.log_sum + distance
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
     if problem.poison is not None:

@@ -25,11 +25,15 @@ from typing import Any
 from ._backend import device_of, subtract_quietly, values_checkable
 
 __all__ = [
+    "LabelCoefficients",
     "LabelTargets",
     "RowSoftmax",
     "dense_target_terms",
+    "label_coefficients",
+    "label_loss",
     "label_target_terms",
     "row_softmax",
+    "scaled_gradient_coefficients",
 ]
 
 _INF = float("inf")
@@ -141,19 +145,86 @@ def half_true_distance(rows: RowSoftmax, labels: Any, xp: Any, acc_dtype: Any) -
 
 
 @dataclass
-class LabelTargets:
-    """Target weights of integer labels, never expanded to dense rows.
+class LabelCoefficients:
+    """Per-row coefficients of the target weights ``c = true_coef * e_y + spread_coef * profile``.
 
-    ``c = true_coef * e_y + spread_coef * profile`` where ``profile`` (broadcastable to the
-    logits; ``None`` means all ones) is zero on masked classes.
+    Every backend computes them with :func:`label_coefficients` and finishes its loss with
+    :func:`label_loss` and its gradient with :func:`scaled_gradient_coefficients`, so the
+    algebra of the options lives only here. Entries are floats or arrays of per-row values.
     """
 
+    grad_true_coef: Any  # of e_y in c, with the profile over every (allowed) class
+    loss_true_coef: Any  # (1 - eps) w_y: of d_y in the loss (whose smoothing sum leaves y out for "others")
+    spread_coef: Any  # of the profile; None when epsilon is the float 0
+    total: Any  # T = sum_k c_k
+    class_weight: Any  # c_y, the true class's whole target weight
+
+
+def label_coefficients(epsilon: Any, true_weight: Any, *, prior_kind: Any, num_allowed: Any,
+                       profile_sum: Any, true_profile: Any) -> LabelCoefficients:
+    """The coefficients of PyTorch's weighted smoothing, for each row.
+
+    ``prior_kind`` is None (uniform ``u = allowed / K``), ``"others"`` (``u = (allowed -
+    e_y) / (K - 1)``) or ``"array"`` (``u`` a given prior). ``true_weight`` is ``w_y``
+    (1.0 unweighted); the profile is ``allowed * w`` (uniform, "others") or ``u * w``
+    (array), with ``profile_sum = sum_k profile_k`` over every class and ``true_profile``
+    its entry at the label (``num_allowed`` and 1.0 for a profile of ones).
+    """
+    loss_true = (1.0 - epsilon) * true_weight
+    if isinstance(epsilon, float) and epsilon == 0.0:
+        return LabelCoefficients(loss_true, loss_true, None, loss_true, loss_true)
+    if prior_kind == "array":
+        spread = epsilon * 1.0
+    else:
+        spread = epsilon / (num_allowed if prior_kind is None else num_allowed - 1.0)
+    if prior_kind == "others":
+        # The profile spans the true class too: its share of the spread comes off e_y's
+        # coefficient in the gradient, while the loss sums the other classes only.
+        return LabelCoefficients(
+            grad_true_coef=loss_true - spread * true_weight, loss_true_coef=loss_true, spread_coef=spread,
+            total=loss_true + spread * (profile_sum - true_profile), class_weight=loss_true,
+        )
+    return LabelCoefficients(
+        grad_true_coef=loss_true, loss_true_coef=loss_true, spread_coef=spread,
+        total=loss_true + spread * profile_sum, class_weight=loss_true + spread * true_profile,
+    )
+
+
+def label_loss(coefs: LabelCoefficients, log_sum: Any, true_half: Any, spread_distance_h: Any, h: Any,
+               xp: Any) -> Any:
+    """Per-sample loss ``T log s + c'_y d_y + spread * sum_k profile_k d_k``.
+
+    ``true_half = d_y / 2``; ``spread_distance_h = h * sum_k profile_k d_k`` (the true class
+    left out for ``"others"``), ``h`` a power of two (see :func:`overflow_scale`) or 1.
+    """
+    spread_half: Any = 0.0
+    if coefs.spread_coef is not None:
+        if not isinstance(coefs.spread_coef, float):
+            # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
+            spread_distance_h = xp.where(coefs.spread_coef == 0.0, 0.0, spread_distance_h)
+        # Halved, as d_y is: the two halves add up without overflow where the loss is finite.
+        spread_half = coefs.spread_coef * spread_distance_h / (2.0 * h)
+    distance = true_term_distance(coefs.loss_true_coef, coefs.class_weight, true_half, spread_half, xp)
+    return coefs.total * log_sum + distance
+
+
+def scaled_gradient_coefficients(coefs: LabelCoefficients, row_scale: Any) -> tuple[Any, Any, Any]:
+    """``(T, spread, c_y)`` times ``row_scale``: the gradient is ``T p - spread profile - c_y e_y``.
+
+    ``p = exp(z - m) / s``: a kernel divides the first by its row sums ``s``.
+    """
+    spread = None if coefs.spread_coef is None else coefs.spread_coef * row_scale
+    return coefs.total * row_scale, spread, coefs.grad_true_coef * row_scale
+
+
+@dataclass
+class LabelTargets:
+    """Target weights of integer labels, never expanded to dense rows."""
+
     labels: Any  # safe labels (in range), batch shape + (1,)
-    true_coef: Any  # acc dtype, batch shape + (1,)
-    spread_coef: Any  # acc dtype, batch shape + (1,), or None when eps == 0
-    profile: Any  # working dtype, broadcastable to logits, or None (ones)
-    total: Any  # T = sum_k c_k, acc dtype
-    weighted_distance: Any  # sum_k c_k d_k, acc dtype
+    coefficients: LabelCoefficients
+    profile: Any  # working dtype, broadcastable to logits, or None (ones); spans every class
+    per_sample: Any  # the loss of each row, acc dtype, batch shape + (1,)
 
 
 def _take_along_last(x: Any, index: Any, xp: Any) -> Any:
@@ -176,7 +247,7 @@ def label_target_terms(
     xp: Any,
     acc_dtype: Any,
 ) -> LabelTargets:
-    """``T`` and ``sum_k c_k d_k`` for integer labels (PyTorch's weighted convention).
+    """Coefficients and per-sample loss of integer labels (PyTorch's weighted convention).
 
     ``epsilon`` is a Python float or an acc-dtype array of shape batch + (1,);
     ``prior`` is ``None``, ``"others"`` or a working-dtype array broadcastable to the
@@ -186,55 +257,41 @@ def label_target_terms(
     shifted = rows.shifted
     labels = labels[..., None]
     true_half = half_true_distance(rows, labels, xp, acc_dtype)
-    if weight is None:
-        true_weight = 1.0
-    else:
-        true_weight = xp.astype(_take_along_last(
-            xp.broadcast_to(weight, shifted.shape), labels, xp), acc_dtype)
-
-    epsilon_is_zero = isinstance(epsilon, float) and epsilon == 0.0
-    true_coef = (1.0 - epsilon) * true_weight
-    if epsilon_is_zero:
-        total = true_coef
-        weighted_distance = true_term_distance(true_coef, true_coef, true_half, 0.0, xp)
-        return LabelTargets(labels, true_coef, None, None, total, weighted_distance)
+    true_weight = 1.0
+    if weight is not None:
+        true_weight = xp.astype(_take_along_last(xp.broadcast_to(weight, shifted.shape), labels, xp), acc_dtype)
+    prior_kind = prior if prior is None or isinstance(prior, str) else "array"
+    if isinstance(epsilon, float) and epsilon == 0.0:
+        coefs = label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed,
+                                   profile_sum=None, true_profile=None)
+        return LabelTargets(labels, coefs, None, label_loss(coefs, rows.log_sum, true_half, None, 1.0, xp))
 
     # The spread part eps * u * w as (row coefficient) x (class profile).
-    if isinstance(prior, str) or prior is None:
+    if prior_kind == "array":
+        profile = prior if weight is None else prior * weight
+    else:
         profile = weight
         if allowed is not None:
             mask = xp.astype(allowed, shifted.dtype)
             profile = mask if weight is None else mask * weight
-        denominator = num_allowed if prior is None else num_allowed - 1.0
-        spread_coef = epsilon / denominator
-        if prior == "others":
-            # u = (allowed - e_y) / (K - 1): the profile leaves the true class out, so no
-            # term of the loss cancels against another (d_y may be huge).
-            classes = xp.arange(shifted.shape[-1], dtype=labels.dtype, device=device_of(shifted))
-            others = xp.astype(classes != labels, shifted.dtype)
-            profile = others if profile is None else others * profile
-    else:
-        profile = prior if weight is None else prior * weight
-        spread_coef = epsilon * 1.0
-
     if profile is None:
         profile_full = None
-        profile_sum = num_allowed * 1.0
-        true_profile = 1.0
+        profile_sum, true_profile = num_allowed * 1.0, 1.0
     else:
         profile_full = xp.broadcast_to(profile, shifted.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
         true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
-    profile_distance_h, h = scaled_distance_sum(rows, profile_full, xp, acc_dtype)
-    total = true_coef + spread_coef * profile_sum
-    if not isinstance(epsilon, float):
-        # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
-        profile_distance_h = xp.where(spread_coef == 0.0, 0.0, profile_distance_h)
-    # Halved, as d_y is: the two halves add up without overflow where the loss is finite.
-    spread_half = spread_coef * profile_distance_h / (2.0 * h)
-    class_weight = true_coef + spread_coef * true_profile
-    weighted_distance = true_term_distance(true_coef, class_weight, true_half, spread_half, xp)
-    return LabelTargets(labels, true_coef, spread_coef, profile, total, weighted_distance)
+    coefs = label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed,
+                               profile_sum=profile_sum, true_profile=true_profile)
+    summed = profile_full
+    if prior_kind == "others":
+        # The loss's smoothing sum leaves the true class out, so that no term of the loss
+        # cancels against another (d_y may be huge).
+        classes = xp.arange(shifted.shape[-1], dtype=labels.dtype, device=device_of(shifted))
+        others = xp.astype(classes != labels, shifted.dtype)
+        summed = others if profile_full is None else others * profile_full
+    distance_h, h = scaled_distance_sum(rows, summed, xp, acc_dtype)
+    return LabelTargets(labels, coefs, profile, label_loss(coefs, rows.log_sum, true_half, distance_h, h, xp))
 
 
 def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread_half: Any, xp: Any) -> Any:
@@ -269,22 +326,16 @@ def _in_dtype(value: Any, dtype: Any, xp: Any) -> Any:
     return value if isinstance(value, (int, float)) else xp.astype(value, dtype)
 
 
-def label_gradient(
-    rows: RowSoftmax, targets: LabelTargets, row_scale: Any, xp: Any
-) -> Any:
+def label_gradient(rows: RowSoftmax, targets: LabelTargets, row_scale: Any, xp: Any) -> Any:
     """``row_scale * (T * p - c)`` for integer labels, in the working dtype."""
     work = rows.exp_shifted.dtype
-    prob_coef = xp.astype(targets.total * row_scale / rows.sum_exp, work)
-    grad = prob_coef * rows.exp_shifted
-    if targets.spread_coef is not None:
-        spread = _in_dtype(targets.spread_coef * row_scale, work, xp)
+    total, spread, true_part = scaled_gradient_coefficients(targets.coefficients, row_scale)
+    grad = xp.astype(total / rows.sum_exp, work) * rows.exp_shifted
+    if spread is not None:
         profile = 1.0 if targets.profile is None else targets.profile
-        grad = grad - spread * profile
-    num_classes = grad.shape[-1]
-    classes = xp.arange(num_classes, dtype=targets.labels.dtype, device=device_of(grad))
-    hit = classes == targets.labels
-    true_part = _in_dtype(targets.true_coef * row_scale, work, xp)
-    return xp.where(hit, grad - true_part, grad)
+        grad = grad - _in_dtype(spread, work, xp) * profile
+    classes = xp.arange(grad.shape[-1], dtype=targets.labels.dtype, device=device_of(grad))
+    return xp.where(classes == targets.labels, grad - _in_dtype(true_part, work, xp), grad)
 
 
 def dense_target_terms(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, Any]:

@@ -55,51 +55,37 @@ def eligible(problem: Any) -> bool:
     return problem.acc == problem.logits.dtype
 
 
-def _label_terms(problem: Any, stored: Any, dsum: Any) -> tuple[Any, ...]:
-    """``(T, c_y, spread coefficient, profile, sum_k c_k d_k)``: ``_core.label_target_terms``."""
+def _label_terms(problem: Any, stored: Any, dsum: Any, rest: Any) -> tuple[Any, Any, Any]:
+    """``(coefficients, profile, per-sample loss)`` (``_core.label_coefficients``, ``label_loss``)."""
     xp = problem.xp
     z = problem.logits
     weight, epsilon, prior = problem.weight, problem.epsilon, problem.prior
-    num_classes = z.shape[-1]
     labels = problem.labels[..., None]
     if stored is None:
         true_distance = _row_max(z, _GATHER) - xp.take_along_axis(z, labels, axis=-1)
     else:
         true_distance = -xp.take_along_axis(stored, labels, axis=-1)
     true_weight = 1.0 if weight is None else xp.take(weight, problem.labels)[..., None]
-    true_coef = (1.0 - epsilon) * true_weight
-    if isinstance(epsilon, float) and epsilon == 0.0:
-        distance = _core.true_term_distance(true_coef, true_coef, true_distance * 0.5, 0.0, xp)
-        return true_coef, true_coef, None, None, distance
-    if prior is None or isinstance(prior, str):
-        profile = weight
-        spread_coef = epsilon / (num_classes if prior is None else num_classes - 1.0)
-        if prior == "others":
-            true_coef = true_coef - spread_coef * true_weight
-    else:
-        profile = prior if weight is None else prior * weight
-        spread_coef = epsilon * 1.0
-    if profile is None:
-        profile_sum = num_classes * 1.0
-        profile_distance = dsum
-        true_profile = 1.0
-    else:
-        profile_full = xp.broadcast_to(profile, z.shape)
-        profile_sum = xp.sum(profile_full, axis=-1, keepdims=True)
-        shifted = _shifted(z, stored, _PROFILE)
-        # A class without target mass counts 0 even at a -inf logit (not 0 * inf); only the
-        # infinite distances are cleaned, so a zero profile entry keeps its derivative.
-        cleaned = xp.where((profile_full == 0.0) & xp.isinf(shifted), 0.0, shifted)
-        profile_distance = -xp.sum(profile_full * cleaned, axis=-1, keepdims=True)
-        true_profile = xp.take_along_axis(profile_full, labels, axis=-1)
-    total = true_coef + spread_coef * profile_sum
-    spread_distance = spread_coef * profile_distance
-    if not isinstance(epsilon, float):
-        # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN.
-        spread_distance = xp.where(spread_coef == 0.0, 0.0, spread_distance)
-    class_weight = true_coef + spread_coef * true_profile
-    distance = _core.true_term_distance(true_coef, class_weight, true_distance * 0.5, spread_distance * 0.5, xp)
-    return total, true_coef, spread_coef, profile, distance
+    prior_kind = None if prior is None else "array"  # "others" takes the generic path
+    profile = profile_sum = true_profile = None
+    distance = None
+    if not (isinstance(epsilon, float) and epsilon == 0.0):
+        profile = weight if prior is None else (prior if weight is None else prior * weight)
+        if profile is None:
+            profile_sum, true_profile, distance = z.shape[-1] * 1.0, 1.0, dsum
+        else:
+            profile_full = xp.broadcast_to(profile, z.shape)
+            profile_sum = xp.sum(profile_full, axis=-1, keepdims=True)
+            true_profile = xp.take_along_axis(profile_full, labels, axis=-1)
+            shifted = _shifted(z, stored, _PROFILE)
+            # A class without target mass counts 0 even at a -inf logit (not 0 * inf); only the
+            # infinite distances are cleaned, so a zero profile entry keeps its derivative.
+            cleaned = xp.where((profile_full == 0.0) & xp.isinf(shifted), 0.0, shifted)
+            distance = -xp.sum(profile_full * cleaned, axis=-1, keepdims=True)
+    coefs = _core.label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=z.shape[-1],
+                                     profile_sum=profile_sum, true_profile=true_profile)
+    per_sample = _core.label_loss(coefs, xp.log1p(rest), true_distance * 0.5, distance, 1.0, xp)
+    return coefs, profile, per_sample
 
 
 # Rows below this are dominated by their (then unique) maximum and get the exact sum.
@@ -142,8 +128,7 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
     """Loss (and gradient) from the per-row sums (and ``S``, when it is ``stored``)."""
     xp = problem.xp
     z = problem.logits
-    total, true_coef, spread_coef, profile, distance = _label_terms(problem, stored, dsum)
-    per_sample = total * xp.log1p(rest) + distance
+    coefs, profile, per_sample = _label_terms(problem, stored, dsum, rest)
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
     if problem.poison is not None:
@@ -154,11 +139,12 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
         return loss
     work = z.dtype
     rows = z.shape[:-1] + (1,)
-    exp_coef = xp.astype(total * scale / (rest + 1.0), work)
-    true_shift = xp.broadcast_to(xp.astype(true_coef * scale, work), rows)
+    total, spread_part, true_part = _core.scaled_gradient_coefficients(coefs, scale)
+    exp_coef = xp.astype(total / (rest + 1.0), work)
+    true_shift = xp.broadcast_to(xp.astype(true_part, work), rows)
     spread = None
-    if spread_coef is not None:
-        spread = xp.broadcast_to(xp.astype(spread_coef * scale, work), rows)
+    if spread_part is not None:
+        spread = xp.broadcast_to(xp.astype(spread_part, work), rows)
     # Ignored and poisoned rows through their per-row coefficients (exp(S) is finite in
     # [0, 1] here): 0 * exp(S) - 0 - 0 = 0, NaN * exp(S) = NaN.
     masks_folded = profile is None

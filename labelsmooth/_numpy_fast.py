@@ -156,11 +156,7 @@ class _Plan:
     others: bool = False  # prior "others": the true class is left out of the profile sums
     profile: Any = None  # (K,) work dtype, or None for all ones
     profile_zero: Any = None  # (K,) bool where the profile is 0, or None
-    true_coef: Any = None  # of e_y in the gradient (for "others", net of the spread's share)
-    distance_true_coef: Any = None  # of d_y in the loss (the spread's share left out)
-    spread_coef: Any = None
-    total: Any = None
-    class_weight: Any = None  # c_y, the true class's whole target weight
+    coefficients: Any = None  # _core.LabelCoefficients of the rows
     total_scaled: Any = None
     true_part: Any = None  # work dtype
     spread_part: Any = None  # work dtype, or None
@@ -398,62 +394,41 @@ def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
 
 
 def _label_coefficients(plan: _Plan) -> None:
-    """Per-row ``T``, ``c_y`` and smoothing coefficients: ``_core.label_target_terms``."""
+    """The profile and the per-row coefficients (``_core.label_coefficients``) of the plan."""
     problem = plan.problem
     weight, epsilon, prior = problem.weight, plan.epsilon, plan.prior_row
     true_weight = 1.0 if weight is None else weight[plan.labels].astype(np.float64)
-    true_coef = distance_true_coef = (1.0 - epsilon) * true_weight
-    spread_coef = profile = None
-    if isinstance(epsilon, float) and epsilon == 0.0:
-        total = class_weight = true_coef
-    else:
-        if prior is None or isinstance(prior, str):
-            profile = weight
-            spread_coef = epsilon / (plan.num_classes if prior is None else plan.num_classes - 1.0)
-            if prior == "others":
-                plan.others = True
-                true_coef = true_coef - spread_coef * true_weight
-        else:
+    prior_kind = prior if prior is None or isinstance(prior, str) else "array"
+    profile = profile_sum = true_profile = None
+    if not (isinstance(epsilon, float) and epsilon == 0.0):
+        plan.others = prior_kind == "others"
+        if prior_kind == "array":
             profile = prior if weight is None else prior * weight
-            spread_coef = epsilon * 1.0
+        else:
+            profile = weight
         if profile is None:
-            profile_sum = plan.num_classes * 1.0
-            true_profile = 1.0
+            profile_sum, true_profile = plan.num_classes * 1.0, 1.0
         else:
             profile_sum = np.add.reduce(profile, dtype=np.float64)
             if not profile.all():
                 plan.profile_zero = profile == 0
             true_profile = profile[plan.labels].astype(np.float64)
-        total = true_coef + spread_coef * profile_sum
-        class_weight = distance_true_coef if plan.others else true_coef + spread_coef * true_profile
-    plan.profile, plan.true_coef, plan.spread_coef, plan.total = profile, true_coef, spread_coef, total
-    plan.class_weight, plan.distance_true_coef = class_weight, distance_true_coef
-    scale = plan.row_scale
-    plan.total_scaled = total * scale
-    plan.true_part = np.asarray(true_coef * scale).astype(plan.work)
-    if spread_coef is not None:
-        plan.spread_part = np.asarray(spread_coef * scale).astype(plan.work)
+    plan.profile = profile
+    plan.coefficients = _core.label_coefficients(
+        epsilon, true_weight, prior_kind=prior_kind, num_allowed=plan.num_classes,
+        profile_sum=profile_sum, true_profile=true_profile)
+    total, spread, true_part = _core.scaled_gradient_coefficients(plan.coefficients, plan.row_scale)
+    plan.total_scaled = total
+    plan.true_part = np.asarray(true_part).astype(plan.work)
+    if spread is not None:
+        plan.spread_part = np.asarray(spread).astype(plan.work)
 
 
 def _label_losses(plan: _Plan) -> Any:
-    """Per-sample losses ``T log(s) + sum_k c_k d_k`` from the per-row sums."""
-    spread_distance: Any = 0.0
-    if plan.spread_coef is not None:
-        profile_distance = -plan.profile_shifted
-        if isinstance(plan.spread_coef, np.ndarray):
-            # Per-sample eps = 0 must not turn an infinite smoothing sum into NaN (0 * inf).
-            profile_distance = np.where(plan.spread_coef == 0.0, 0.0, profile_distance)
-        spread_distance = plan.spread_coef * profile_distance / plan.profile_scale
-    true_half = plan.true_half
-    # Both terms halved, so that they add up without overflow where the loss is finite.
-    spread_half = spread_distance * 0.5
-    if np.isfinite(true_half).all():
-        weighted_distance = (plan.distance_true_coef * true_half + spread_half) * 2.0
-    else:
-        # A -inf logit on a true class: the limit that the generic path takes.
-        weighted_distance = _core.true_term_distance(
-            plan.distance_true_coef, plan.class_weight, true_half, spread_half, plan.problem.xp)
-    return plan.total * plan.log_sum + weighted_distance
+    """Per-sample losses from the per-row sums (``_core.label_loss``)."""
+    distance_h = None if plan.profile_shifted is None else -plan.profile_shifted
+    return _core.label_loss(plan.coefficients, plan.log_sum, plan.true_half, distance_h, plan.profile_scale,
+                            plan.problem.xp)
 
 
 def _mean_denominator(problem: Any, labels: Any, ignored: Any, num_rows: int) -> Any:
@@ -502,7 +477,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
             _label_coefficients(plan)
             plan.log_sum = np.empty(num_rows)
             plan.true_half = np.empty(num_rows)
-            if plan.spread_coef is not None:
+            if plan.coefficients.spread_coef is not None:
                 plan.profile_shifted = np.empty(num_rows)
                 plan.profile_scale = np.ones(num_rows)
 
