@@ -15,7 +15,7 @@ from typing import Any
 from . import _core
 from ._backend import device_of
 
-__all__ = ["Evaluation", "dense_coefficients", "evaluate", "gradient", "reduce"]
+__all__ = ["Evaluation", "dense_coefficients", "evaluate", "gradient", "reduce", "row_scale"]
 
 _NAN = float("nan")
 
@@ -24,19 +24,10 @@ def dense_coefficients(problem: Any) -> Any:
     """Target weights ``c = w * q'`` of probability targets (class last, working dtype)."""
     xp, q, eps = problem.xp, problem.probabilities, problem.epsilon
     work = q.dtype
-    eps_w = eps if isinstance(eps, float) else xp.astype(eps, work)
-    if isinstance(eps, float) and eps == 0.0:
-        smoothed = q
-    elif problem.prior is None or isinstance(problem.prior, str):
-        allowed = 1.0 if problem.allowed is None else xp.astype(problem.allowed, work)
-        count = problem.num_allowed
-        count = count if isinstance(count, int) else xp.astype(count, work)
-        if problem.prior is None:
-            smoothed = (1.0 - eps_w) * q + eps_w * allowed / count
-        else:
-            smoothed = (1.0 - eps_w) * q + eps_w * (allowed - q) / (count - 1.0)
-    else:
-        smoothed = (1.0 - eps_w) * q + eps_w * problem.prior
+    eps = eps if isinstance(eps, float) else xp.astype(eps, work)
+    count = problem.num_allowed
+    count = count if isinstance(count, int) else xp.astype(count, work)
+    smoothed = _core.smoothed_rows(q, eps, problem.prior, problem.allowed, count, xp)
     return smoothed if problem.weight is None else smoothed * problem.weight
 
 
@@ -72,10 +63,10 @@ def evaluate(problem: Any) -> Evaluation:
     return Evaluation(per_sample, rows, label_terms, dense_coef, dense_total)
 
 
-def _mean_denominator(problem: Any, per_sample: Any) -> Any:
+def _mean_denominator(problem: Any) -> Any:
     """PyTorch's normaliser: sum of w_y over counted samples (labels) or N (probabilities)."""
     xp, acc = problem.xp, problem.acc
-    shape = per_sample.shape
+    shape = tuple(problem.logits.shape[:-1]) + (1,)
     if problem.labels is None or (problem.weight is None and problem.ignored is None):
         count = 1
         for size in shape[:-1]:
@@ -107,10 +98,25 @@ def reduce(problem: Any, per_sample: Any) -> tuple[Any, Any]:
     total = xp.reshape(xp.sum(per_sample), (1,))
     if problem.reduction == "sum":
         return xp.reshape(xp.astype(total, problem.result_dtype), ()), 1.0
-    denominator = _mean_denominator(problem, per_sample)
+    denominator = _mean_denominator(problem)
     loss = _safe_divide(total, denominator, xp)
-    scale = _safe_divide(xp.asarray(1.0, dtype=problem.acc, device=device_of(problem.logits)), denominator, xp)
-    return xp.reshape(xp.astype(loss, problem.result_dtype), ()), scale
+    return xp.reshape(xp.astype(loss, problem.result_dtype), ()), _scale_of(problem, denominator)
+
+
+def row_scale(problem: Any) -> Any:
+    """The factor the reduction applies to every row's gradient: ``1 / denominator`` for "mean".
+
+    It depends on the labels, weights and ignored rows only, so a kernel that writes the
+    gradient in its pass over the logits can take it before that pass.
+    """
+    if problem.reduction != "mean":
+        return 1.0
+    return _scale_of(problem, _mean_denominator(problem))
+
+
+def _scale_of(problem: Any, denominator: Any) -> Any:
+    one = problem.xp.asarray(1.0, dtype=problem.acc, device=device_of(problem.logits))
+    return _safe_divide(one, denominator, problem.xp)
 
 
 def gradient(problem: Any, evaluation: Evaluation, scale: Any) -> Any:

@@ -34,6 +34,7 @@ __all__ = [
     "label_target_terms",
     "row_softmax",
     "scaled_gradient_coefficients",
+    "smoothed_rows",
 ]
 
 _INF = float("inf")
@@ -142,6 +143,28 @@ def half_true_distance(rows: RowSoftmax, labels: Any, xp: Any, acc_dtype: Any) -
     """``d_y / 2 = m / 2 - z_y / 2`` in the accumulation dtype: exact halves, no overflow."""
     z_y = xp.astype(_take_along_last(rows.logits, labels, xp), acc_dtype)
     return xp.astype(_finite_shift(rows, xp), acc_dtype) * 0.5 - z_y * 0.5
+
+
+def smoothed_rows(q: Any, epsilon: Any, prior: Any, allowed: Any, count: Any, xp: Any) -> Any:
+    """Label smoothing of target rows (class axis last): ``q' = (1 - eps) q + eps u``.
+
+    ``u`` is ``allowed / K`` for ``prior=None`` (uniform over the allowed classes),
+    ``(allowed - q) / (K - 1)`` for ``"others"`` (the true class keeps ``1 - eps``, as
+    fairseq), or the given prior rows (already zero on masked classes and normalised);
+    ``allowed`` is a class mask or None (every class), ``count`` the number ``K`` of
+    allowed classes (an int, or a column of per-row counts), ``epsilon`` a float or a
+    column of per-sample values, both in ``q``'s dtype (Szegedy et al. 2016, section 7).
+    """
+    if isinstance(epsilon, float) and epsilon == 0.0:
+        return q
+    mask = 1.0 if allowed is None else xp.astype(allowed, q.dtype)
+    if prior is None:
+        spread = epsilon * mask / count
+    elif isinstance(prior, str):
+        spread = epsilon * (mask - q) / (count - 1.0)
+    else:
+        spread = epsilon * prior
+    return (1.0 - epsilon) * q + spread
 
 
 @dataclass

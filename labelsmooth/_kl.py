@@ -17,37 +17,15 @@ _NAN = float("nan")
 _INF = float("inf")
 
 
-def _as_array(value: Any, like: Any, xp: Any) -> Any:
-    """A Python number as a 0-d array of ``like``'s dtype and device; arrays unchanged."""
-    if isinstance(value, (int, float)):
-        return xp.asarray(float(value), dtype=like.dtype, device=device_of(like))
-    return value
-
-
 def _label_targets(problem: Problem, log_p: Any) -> Any:
-    """Dense ``q'`` of integer labels (accumulation dtype, class last, 0 on masked classes).
-
-    Uniform prior: ``1 - eps + eps/K`` on the true class and ``eps/K`` elsewhere;
-    ``prior="others"``: ``1 - eps`` and ``eps/(K - 1)``; an array prior: ``eps u_k``, plus
-    ``1 - eps`` on the true class. ``K`` counts the allowed classes of the row.
-    """
-    xp, acc, eps = problem.xp, problem.acc, problem.epsilon
+    """Dense ``q'`` of integer labels (accumulation dtype, class last, 0 on masked classes)."""
+    xp = problem.xp
     classes = xp.arange(log_p.shape[-1], dtype=problem.labels.dtype, device=device_of(log_p))
-    hit = classes == problem.labels[..., None]
-    if problem.prior is None or isinstance(problem.prior, str):
-        if problem.prior is None:
-            other = eps / problem.num_allowed
-            true = (1.0 - eps) + other
-        else:
-            other = eps / (problem.num_allowed - 1.0)
-            true = 1.0 - eps
-        targets = xp.where(hit, _as_array(true, log_p, xp), _as_array(other, log_p, xp))
-    else:
-        spread = eps * xp.astype(xp.broadcast_to(problem.prior, log_p.shape), acc)
-        targets = xp.where(hit, (1.0 - eps) + spread, spread)
-    if problem.allowed is not None:
-        targets = xp.where(problem.allowed, targets, 0.0)
-    return targets
+    one_hot = xp.astype(classes == problem.labels[..., None], log_p.dtype)
+    prior = problem.prior
+    if prior is not None and not isinstance(prior, str):
+        prior = xp.astype(xp.broadcast_to(prior, log_p.shape), log_p.dtype)
+    return _core.smoothed_rows(one_hot, problem.epsilon, prior, problem.allowed, problem.num_allowed, xp)
 
 
 def _mass_defect(problem: Problem) -> Any:

@@ -431,19 +431,6 @@ def _label_losses(plan: _Plan) -> Any:
                             plan.problem.xp)
 
 
-def _mean_denominator(problem: Any, labels: Any, ignored: Any, num_rows: int) -> Any:
-    """PyTorch's normaliser: sum of w_y over counted samples (labels) or N (probabilities)."""
-    if labels is None or (problem.weight is None and ignored is None):
-        return np.float64(num_rows)
-    if problem.weight is None:
-        counted = np.ones(num_rows)
-    else:
-        counted = problem.weight[labels].astype(np.float64)
-    if ignored is not None:
-        counted[ignored] = 0.0
-    return np.add.reduce(counted)
-
-
 def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     """``(loss, grad)`` of an eligible problem (``grad`` is None unless ``with_grad``)."""
     z = problem.logits
@@ -460,13 +447,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         prior = _single_row(prior, z.shape)
 
     with np.errstate(all="ignore"):
-        reduction = problem.reduction
-        if reduction == "mean":
-            denominator = _mean_denominator(problem, labels, ignored, num_rows)
-            row_scale = np.asarray(1.0 / denominator if denominator != 0 else np.nan)
-        else:
-            row_scale = 1.0
-
+        row_scale = _assembly.row_scale(problem)
         block_rows = max(1, min(num_rows, _BLOCK_BYTES // (num_classes * z.itemsize)))
         plan = _Plan(problem=problem, with_grad=with_grad, work=z.dtype, num_rows=num_rows,
                      num_classes=num_classes, block_rows=block_rows, labels=labels,
@@ -500,20 +481,13 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
             if grad_rows is not None:
                 grad_rows[ignored] = 0.0
 
-        result_dtype = problem.result_dtype
-        if reduction == "none":
-            loss = per_sample.reshape(batch_shape).astype(result_dtype)
-        else:
-            total = np.add.reduce(per_sample)
-            if reduction == "mean":
-                total = total / denominator if denominator != 0 else np.float64(np.nan)
-            loss = np.asarray(total, dtype=result_dtype)
+        loss, _ = _assembly.reduce(problem, per_sample.reshape(batch_shape + (1,)))
 
     if grad_rows is None:
         return loss, None
     grad = grad_rows.reshape(z.shape)
-    if grad.dtype != result_dtype:
-        grad = grad.astype(result_dtype)
+    if grad.dtype != problem.result_dtype:
+        grad = grad.astype(problem.result_dtype)
     if problem.axis != problem.ndim - 1:
         grad = np.moveaxis(grad, -1, problem.axis)
     return loss, grad

@@ -285,21 +285,16 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
     poison = None
     if not isinstance(eps, float) and not values_checkable(eps):
         poison = epsilon_out_of_range(eps[..., 0], xp)
-    if prior is None:
-        spread = eps / num_classes
-        smoothed = (1.0 - eps) * q + spread
-    elif isinstance(prior, str):
-        if num_classes < 2:
-            msg = f"prior='others' needs at least 2 classes, got {num_classes}"
-            raise ValueError(msg)
-        smoothed = (1.0 - eps) * q + eps * (1.0 - q) / (num_classes - 1)
-    else:
+    if isinstance(prior, str) and num_classes < 2:
+        msg = f"prior='others' needs at least 2 classes, got {num_classes}"
+        raise ValueError(msg)
+    if prior is not None and not isinstance(prior, str):
         require_real_floating("prior", prior, xp)
-        u = prior_rows(prior, axis, ndim, q.shape, xp, work)
-        bad_prior = validate_prior_values(u, xp, -1)
+        prior = prior_rows(prior, axis, ndim, q.shape, xp, work)
+        bad_prior = validate_prior_values(prior, xp, -1)
         if bad_prior is not None:
             poison = bad_prior if poison is None else poison | bad_prior
-        smoothed = (1.0 - eps) * q + eps * u
+    smoothed = _core.smoothed_rows(q, eps, prior, None, num_classes, xp)
     if poison is not None:
         smoothed = xp.where(poison[..., None], float("nan"), smoothed)
     return smoothed
