@@ -163,6 +163,60 @@ def test_optax_where_masks_classes_but_smoothing_does_not(backend, rng) -> None:
     assert_close(loss, expected)
 
 
+@jax_backends
+def test_optax_per_sample_where_is_not_a_class_mask(backend, rng) -> None:
+    optax = pytest.importorskip("optax")
+    import jax
+    import jax.numpy as jnp
+
+    z, y = _logits_and_labels(rng, n=5, k=5)  # N == K: the ambiguous shape
+    keep = np.asarray([True, False, True, True, False])
+    zj, yj = backend.asarray(z), backend.asarray(y)
+    targets = optax.smooth_labels(jax.nn.one_hot(yj, 5, dtype=zj.dtype), EPS)
+    expected = optax.softmax_cross_entropy(zj, targets, where=jnp.asarray(keep))  # drops samples 1 and 4
+    np.testing.assert_array_equal(np.asarray(expected)[~keep], 0.0)
+    # labelsmooth's equivalents: ignore_index on the dropped samples, or masking the losses.
+    padded = backend.asarray(np.where(keep, y, -100))
+    by_ignore = backend.call(ls.cross_entropy, zj, padded, epsilon=EPS, ignore_index=-100, reduction="none")
+    assert_close(by_ignore, expected)
+    by_masking = backend.call(ls.cross_entropy, zj, yj, epsilon=EPS, reduction="none") * jnp.asarray(keep, zj.dtype)
+    assert_close(by_masking, expected)
+
+
+def test_scipy_softmax_family_defaults_to_the_whole_array(rng) -> None:
+    special = pytest.importorskip("scipy.special")
+    x = rng.normal(size=(3, 4))
+    np.testing.assert_allclose(ls.logsumexp(x), special.logsumexp(x, axis=-1), rtol=1e-15)
+    np.testing.assert_allclose(ls.logsumexp(np.reshape(x, (-1,))), special.logsumexp(x), rtol=1e-15)
+    np.testing.assert_allclose(np.reshape(ls.softmax(np.reshape(x, (-1,))), x.shape), special.softmax(x),
+                               rtol=1e-14)
+    assert not np.allclose(ls.softmax(x), special.softmax(x))
+
+
+def _timm_binary_cross_entropy(x, target, *, smoothing, weight=None):
+    """timm.loss.BinaryCrossEntropy's forward for integer targets, written out from its source."""
+    import torch
+
+    num_classes = x.shape[-1]
+    off_value = smoothing / num_classes
+    on_value = 1.0 - smoothing + off_value
+    dense = torch.full((target.size(0), num_classes), off_value, dtype=x.dtype).scatter_(1, target[:, None], on_value)
+    return torch.nn.functional.binary_cross_entropy_with_logits(x, dense, weight, reduction="mean")
+
+
+def test_timm_binary_cross_entropy_is_bce_of_soft_targets(rng) -> None:
+    torch = pytest.importorskip("torch")
+    z, y = _logits_and_labels(rng, n=8, k=7)
+    w = rng.uniform(0.5, 2.0, size=7)
+    expected = _timm_binary_cross_entropy(torch.tensor(z), torch.tensor(y), smoothing=EPS, weight=torch.tensor(w))
+    targets = ls.soft_targets(y, 7, epsilon=EPS, dtype=np.float64)
+    loss = ls.binary_cross_entropy(z, targets, weight=w)
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-14)
+    # Not Keras-style binary smoothing of the one-hot rows, which smooths towards 1/2.
+    keras_style = ls.binary_cross_entropy(z, ls.one_hot(y, 7), epsilon=EPS, weight=w)
+    assert abs(float(keras_style) - expected.item()) > 1e-3
+
+
 # --- Keras 3 (the real package, JAX backend) ------------------------------------------------------
 
 
