@@ -15,7 +15,7 @@ from typing import Any
 from . import _core
 from ._backend import device_of
 
-__all__ = ["Evaluation", "dense_coefficients", "evaluate", "gradient", "reduce", "row_scale"]
+__all__ = ["Evaluation", "dense_coefficients", "evaluate", "finish_gradient", "gradient", "reduce", "row_scale"]
 
 _NAN = float("nan")
 
@@ -125,13 +125,24 @@ def gradient(problem: Any, evaluation: Evaluation, scale: Any) -> Any:
         grad = _core.label_gradient(evaluation.rows, evaluation.label_terms, scale, xp)
     else:
         grad = _core.dense_gradient(evaluation.rows, evaluation.dense_coef, evaluation.dense_total, scale, xp)
-    if problem.allowed is not None:
-        grad = xp.where(problem.allowed, grad, 0.0)
-    if problem.ignored is not None:
-        grad = xp.where(problem.ignored, 0.0, grad)
-    if problem.poison is not None:
-        grad = xp.where(problem.poison, _NAN, grad)
-    grad = xp.astype(grad, problem.result_dtype)
+    return finish_gradient(problem, grad)
+
+
+def finish_gradient(problem: Any, grad: Any, *, apply_masks: bool = True) -> Any:
+    """Gradient rows (class last) in the caller's layout and dtype.
+
+    With ``apply_masks``, masked classes and ignored rows get 0 and poisoned rows NaN (a
+    kernel that folded them into its per-row coefficients passes False).
+    """
+    xp = problem.xp
+    if apply_masks:
+        if problem.allowed is not None:
+            grad = xp.where(problem.allowed, grad, 0.0)
+        if problem.ignored is not None:
+            grad = xp.where(problem.ignored, 0.0, grad)
+        if problem.poison is not None:
+            grad = xp.where(problem.poison, _NAN, grad)
+    grad = xp.astype(grad, problem.result_dtype, copy=False)
     if problem.axis != problem.ndim - 1:
         grad = xp.moveaxis(grad, -1, problem.axis)
     return grad

@@ -19,6 +19,7 @@ from ._validation import (
     check_broadcastable,
     check_epsilon,
     check_reduction,
+    either_mask,
     first_value,
     require_array,
     require_real_floating,
@@ -40,14 +41,6 @@ class _BinaryProblem:
     reduction: str
     result_dtype: Any
     acc: Any
-
-
-def _or(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a | b
 
 
 def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction: Any, xp: Any) -> _BinaryProblem:
@@ -101,7 +94,7 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
     else:
         eps = xp.astype(epsilon, work)
         if not eager:
-            poison = _or(poison, xp.logical_not((eps >= 0) & (eps <= 1)))
+            poison = either_mask(poison, xp.logical_not((eps >= 0) & (eps <= 1)))
     if isinstance(eps, float) and eps == 0.0:
         positive, negative = y, 1.0 - y
     else:

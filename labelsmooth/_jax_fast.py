@@ -163,16 +163,7 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
     flat = xp.reshape(grad, (-1, z.shape[-1]))
     flat = flat.at[xp.arange(flat.shape[0]), xp.reshape(problem.labels, (-1,))].add(
         -xp.reshape(true_shift, (-1,)))
-    grad = xp.reshape(flat, z.shape)
-    if not masks_folded:
-        if problem.ignored is not None:
-            grad = xp.where(problem.ignored, 0.0, grad)
-        if problem.poison is not None:
-            grad = xp.where(problem.poison, _NAN, grad)
-    grad = xp.astype(grad, problem.result_dtype)
-    if problem.axis != problem.ndim - 1:
-        grad = xp.moveaxis(grad, -1, problem.axis)
-    return loss, grad
+    return loss, _assembly.finish_gradient(problem, xp.reshape(flat, z.shape), apply_masks=not masks_folded)
 
 
 def _generic(problem: Any, with_grad: bool) -> Any:

@@ -485,9 +485,4 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
 
     if grad_rows is None:
         return loss, None
-    grad = grad_rows.reshape(z.shape)
-    if grad.dtype != problem.result_dtype:
-        grad = grad.astype(problem.result_dtype)
-    if problem.axis != problem.ndim - 1:
-        grad = np.moveaxis(grad, -1, problem.axis)
-    return loss, grad
+    return loss, _assembly.finish_gradient(problem, grad_rows.reshape(z.shape), apply_masks=False)

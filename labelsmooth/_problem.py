@@ -23,6 +23,7 @@ from ._validation import (
     check_prior_kind,
     check_reduction,
     dtype_name,
+    either_mask,
     first_value,
     label_masks,
     normalize_axis,
@@ -74,14 +75,6 @@ class _Layout:
         return x if self.axis == len(self.logits_shape) - 1 else self.xp.moveaxis(x, self.axis, -1)
 
 
-def _or(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a | b
-
-
 def prepare(
     logits: Any,
     targets: Any,
@@ -112,7 +105,7 @@ def prepare(
     weight = _class_weight(weight, layout)
     prior, prior_poison = _array_prior(prior, layout, allowed)
     epsilon, epsilon_poison = _per_sample_epsilon(epsilon, layout)
-    poison = _or(_or(poison, prior_poison), epsilon_poison)
+    poison = either_mask(either_mask(poison, prior_poison), epsilon_poison)
     labels = probabilities = ignored = None
     if is_labels:
         labels, ignored, target_poison = _label_targets(targets, layout, ignore_index, allowed)
@@ -121,7 +114,7 @@ def prepare(
     return Problem(
         xp=xp, logits=layout.class_last(xp.astype(logits, layout.work, copy=False)), labels=labels,
         probabilities=probabilities, epsilon=epsilon, prior=prior, weight=weight, allowed=allowed,
-        num_allowed=num_allowed, ignored=ignored, poison=_or(poison, target_poison),
+        num_allowed=num_allowed, ignored=ignored, poison=either_mask(poison, target_poison),
         reduction=reduction, axis=layout.axis, ndim=logits.ndim, result_dtype=logits.dtype, acc=layout.acc,
     )
 
@@ -254,7 +247,7 @@ def _array_prior(prior: Any, layout: _Layout, allowed: Any) -> tuple[Any, Any]:
                "every row, got a row whose allowed classes have prior mass 0")
         raise ValueError(msg)
     if not layout.eager:
-        poison = _or(poison, no_mass)
+        poison = either_mask(poison, no_mass)
         u_total = xp.where(no_mass, 1.0, u_total)
     return u / u_total, poison
 

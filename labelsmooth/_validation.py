@@ -181,6 +181,15 @@ def prior_tolerance(xp: Any, dtype: Any) -> float:
     return math.sqrt(float(xp.finfo(dtype).eps))
 
 
+def either_mask(a: Any, b: Any) -> Any:
+    """``a | b`` of two optional boolean masks (None: no row)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
 def first_value(x: Any, bad: Any, xp: Any) -> Any:
     """One offending value of ``x`` (for messages), read only on eager backends."""
     flat_bad = xp.reshape(xp.broadcast_to(bad, x.shape), (-1,))
