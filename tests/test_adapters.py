@@ -13,9 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
-from _formulas import cross_entropy_rows
 
 N, K = 8, 6
 EPSILON = 0.15

@@ -11,9 +11,9 @@ import itertools
 
 import numpy as np
 import pytest
+from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
-from _formulas import cross_entropy_rows
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -23,8 +23,9 @@ if DEVICE_COUNT == 0:
 
 special = pytest.importorskip("scipy.special")
 
-import labelsmooth as ls  # noqa: E402
 from _formulas import cross_entropy_rows  # noqa: E402
+
+import labelsmooth as ls  # noqa: E402
 
 N, K = 9, 7
 EPSILON = 0.2

@@ -24,9 +24,9 @@ dask = pytest.importorskip("dask")
 special = pytest.importorskip("scipy.special")
 torch = pytest.importorskip("torch")
 
-import labelsmooth as ls  # noqa: E402
-
 from conftest import _NoCompute  # noqa: E402
+
+import labelsmooth as ls  # noqa: E402
 
 N, K = 12, 10
 EPSILON = 0.2

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import Backend, _available
 from scipy.special import log_softmax as scipy_log_softmax
 
 import labelsmooth as ls
-from conftest import Backend, _available
 
 LOSSES = ("cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad", "kl_divergence")
 ROWS = ("logsumexp", "log_softmax", "softmax")

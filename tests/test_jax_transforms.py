@@ -21,8 +21,9 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 special = pytest.importorskip("scipy.special")
 
-import labelsmooth as ls  # noqa: E402
 from _formulas import cross_entropy_rows  # noqa: E402
+
+import labelsmooth as ls  # noqa: E402
 
 N, K = 6, 7
 EPSILON = 0.2

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _formulas import dense_smoothed, entropy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import log_softmax
 
 import labelsmooth as ls
-from _formulas import dense_smoothed, entropy
 
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
 
