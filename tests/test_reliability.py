@@ -127,6 +127,30 @@ def test_jax_vmap_of_per_sample_gradients_at_tied_maxima():
     np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), **_jax_tolerance(False))
 
 
+@pytest.mark.parametrize(("epsilon", "prior"), TIE_OPTIONS)
+def test_jax_derivatives_of_kl_divergence_at_ties(epsilon, prior):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    def definition(a, y):
+        k = a.shape[-1]
+        q = jax.nn.one_hot(y, k, dtype=a.dtype)
+        u = (1.0 - q) / (k - 1) if prior == "others" else jnp.full_like(q, 1.0 / k)
+        target = (1.0 - epsilon) * q + epsilon * u
+        return jnp.mean(jnp.sum(target * (jnp.log(target) - jax.nn.log_softmax(a)), axis=-1))
+
+    with jax.enable_x64(True):
+        z = jnp.asarray(TIED_ROWS[1])
+        y = jnp.asarray([3])
+
+        def ours(a):
+            return ls.kl_divergence(a, y, epsilon=epsilon, prior=prior)
+
+        for transform in (jax.grad, jax.jacfwd, jax.hessian):
+            np.testing.assert_allclose(np.asarray(transform(ours)(z)), np.asarray(transform(lambda a: definition(a, y))(z)),
+                                       rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
 def test_jax_derivatives_of_the_softmax_family_at_ties(name):
     jax = pytest.importorskip("jax")
