@@ -183,9 +183,9 @@ class _Workspace:
 
     def __init__(self, plan: _Plan) -> None:
         b, k = plan.block_rows, plan.num_classes
-        self.scratch = None if plan.with_grad else np.empty((b, k), plan.work)
-        self.weighted = None if plan.profile is None else np.empty((b, k), plan.work)
-        self.parts = None
+        self.scratch: Any = None if plan.with_grad else np.empty((b, k), plan.work)
+        self.weighted: Any = None if plan.profile is None else np.empty((b, k), plan.work)
+        self.parts: Any = None
         width = k
         if plan.work == np.float32 and k >= _PARTIAL_MIN_CLASSES:
             width = k // _PARTS

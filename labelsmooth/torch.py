@@ -299,7 +299,8 @@ def _ignore_index_for(target: Any, ignore_index: Any) -> Any:
     """``ignore_index`` as PyTorch applies it: negative ones have no effect on probability targets."""
     if not torch.is_floating_point(target):
         return ignore_index
-    if ignore_index is not None and check_ignore_index(ignore_index) >= 0:
+    index = check_ignore_index(ignore_index)
+    if index is not None and index >= 0:
         msg = (f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index} "
                f"(PyTorch accepts only a negative ignore_index with them, which has no effect)")
         raise ValueError(msg)

@@ -98,7 +98,7 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
             msg = f"integer targets must have shape {batch_shape}, got shape {raw_targets.shape}"
             raise ValueError(msg)
         labels = raw_targets.astype(np.int64).reshape(-1)
-        probabilities = None
+        probabilities: Any = None
     elif target_dtype in _FLOAT_NAMES:
         if raw_targets.shape != full_shape:
             msg = f"probability targets must have the logits' shape {full_shape}, got shape {raw_targets.shape}"
@@ -137,7 +137,7 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
         msg = f"epsilon must lie in [0, 1], got {eps_rows[~((eps_rows >= 0) & (eps_rows <= 1))][0]}"
         raise ValueError(msg)
 
-    prior_rows = None
+    prior_rows: Any = None
     if isinstance(prior, str):
         if prior != "others":
             msg = f"prior must be None, 'others' or an array, got {prior!r}"
@@ -197,7 +197,7 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
                 if not allowed_i[label]:
                     msg = f"targets must not point at a class masked out by where, got label {label}"
                     raise ValueError(msg)
-                q = None
+                q: Any = None
                 counted.append(w_row[label])
             else:
                 q_row = probabilities[i]
@@ -263,7 +263,7 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
             nonzero = [(c, g) for c, g in zip(coef, gaps) if c != 0]
             losses.append(total_coef * ctx.log1p(rest) + ctx.fdot(nonzero))
             if need_grad:
-                grad_row = [zero] * num_classes
+                grad_row: Any = [zero] * num_classes
                 prob_coef = total_coef / sum_exp
                 for k, e, c in zip(classes, exps, coef):
                     grad_row[k] = prob_coef * e - c
@@ -291,12 +291,11 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
                                   dtype=np.float64)
         if not need_grad:
             return loss, None
-        grad = np.zeros(rows.shape, dtype=np.float64)
+        grad_rows = np.zeros(rows.shape, dtype=np.float64)
         for i, grad_row in enumerate(grads):
             if grad_row is not None:
-                grad[i] = [float(scale * g) for g in grad_row]
-        grad = np.moveaxis(grad.reshape(z.shape), -1, axis)
-        return loss, np.ascontiguousarray(grad)
+                grad_rows[i] = [float(scale * g) for g in grad_row]
+        return loss, np.ascontiguousarray(np.moveaxis(grad_rows.reshape(z.shape), -1, axis))
 
 
 _PARAMETERS_DOC = r"""

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 
@@ -283,7 +283,7 @@ def cross_entropy_cases(
         msg = f"target_kinds must hold 'labels' and/or 'probabilities', got {kind!r}"
         raise InvalidArgument(msg)
 
-    width = 8 * dtype.itemsize
+    width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
     if "per_sample_epsilon" in options and draw(st.booleans()):
         eps_shape = batch[draw(st.integers(0, len(batch))):]
         representable = sorted({float(dtype.type(e)) for e in _EPSILONS})
