@@ -83,8 +83,9 @@ def _equal_logits(rng: np.random.Generator, rows: int, k: int) -> np.ndarray:
     return z
 
 
-def grouped_reference(case: AccuracyCase, z: np.ndarray, y: np.ndarray,
-                      dps: int = 40) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def grouped_reference(
+    case: AccuracyCase, z: np.ndarray, y: np.ndarray, dps: int = 40
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Exact loss and gradient of rows with few distinct values, from the definitions.
 
     ``lse = log sum_v n_v exp(v)`` and ``sum_k z_k = sum_v n_v v`` over the distinct values
@@ -139,16 +140,14 @@ def has(module: str) -> bool:
 # (loss, grad) as float64 NumPy arrays; with grad=False only the loss is computed (grad None).
 
 
-def labelsmooth_numpy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                      grad: bool = True) -> tuple[Any, Any]:
+def labelsmooth_numpy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True) -> tuple[Any, Any]:
     loss = np.asarray(ls.cross_entropy(z, y, epsilon=eps, reduction=reduction), dtype=np.float64)
     if not grad:
         return loss, None
     return loss, np.asarray(ls.cross_entropy_grad(z, y, epsilon=eps, reduction=reduction), dtype=np.float64)
 
 
-def labelsmooth_torch(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                      grad: bool = True) -> tuple[Any, Any]:
+def labelsmooth_torch(z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True) -> tuple[Any, Any]:
     import torch
 
     zt, yt = torch.from_numpy(z.copy()), torch.from_numpy(y.copy())
@@ -158,8 +157,9 @@ def labelsmooth_torch(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
     return loss, ls.cross_entropy_grad(zt, yt, epsilon=eps, reduction=reduction).double().numpy()
 
 
-def labelsmooth_jax(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                    grad: bool = True, x64: bool = False) -> tuple[Any, Any]:
+def labelsmooth_jax(
+    z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True, x64: bool = False
+) -> tuple[Any, Any]:
     """labelsmooth on JAX arrays under ``jax.jit``.
 
     JAX's default (no ``jax_enable_x64``) has no float64, so float32 inputs are then also
@@ -183,13 +183,13 @@ def labelsmooth_jax(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
     return run()
 
 
-def labelsmooth_jax_x64(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                        grad: bool = True) -> tuple[Any, Any]:
+def labelsmooth_jax_x64(z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True) -> tuple[Any, Any]:
     return labelsmooth_jax(z, y, eps, reduction, grad=grad, x64=True)
 
 
-def pytorch_cross_entropy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                          grad: bool = True) -> tuple[Any, Any]:
+def pytorch_cross_entropy(
+    z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True
+) -> tuple[Any, Any]:
     import torch
     import torch.nn.functional as F
 
@@ -201,8 +201,7 @@ def pytorch_cross_entropy(z: np.ndarray, y: np.ndarray, eps: float, reduction: s
     return loss.detach().double().numpy(), gradient.double().numpy()
 
 
-def optax_cross_entropy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str,
-                        grad: bool = True) -> tuple[Any, Any]:
+def optax_cross_entropy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str, grad: bool = True) -> tuple[Any, Any]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -279,8 +278,9 @@ def reference(case: AccuracyCase, z: np.ndarray, y: np.ndarray) -> dict[str, tup
     return {r: reference_cross_entropy_with_grad(z, y, epsilon=case.epsilon, reduction=r) for r in ("none", "mean")}
 
 
-def measure_float64(impl: Callable[..., tuple[Any, Any]], case: AccuracyCase,
-                    z: np.ndarray, y: np.ndarray, exact: dict[str, Any]) -> Float64Result:
+def measure_float64(
+    impl: Callable[..., tuple[Any, Any]], case: AccuracyCase, z: np.ndarray, y: np.ndarray, exact: dict[str, Any]
+) -> Float64Result:
     loss_none, grad_none = impl(z, y, case.epsilon, "none")
     loss_mean, grad_mean = impl(z, y, case.epsilon, "mean")
     n = z.shape[0]
@@ -292,8 +292,9 @@ def measure_float64(impl: Callable[..., tuple[Any, Any]], case: AccuracyCase,
     )
 
 
-def measure_float32(impl: Callable[..., tuple[Any, Any]], case: AccuracyCase,
-                    z32: np.ndarray, y: np.ndarray, exact: dict[str, Any]) -> Float32Result:
+def measure_float32(
+    impl: Callable[..., tuple[Any, Any]], case: AccuracyCase, z32: np.ndarray, y: np.ndarray, exact: dict[str, Any]
+) -> Float32Result:
     loss_none, _ = impl(z32, y, case.epsilon, "none", grad=False)
     loss_mean, _ = impl(z32, y, case.epsilon, "mean", grad=False)
     return Float32Result(
@@ -353,9 +354,10 @@ def exact_kl(case: KLCase, z: np.ndarray, y: np.ndarray, dps: int = 50) -> tuple
             top = max(zs)
             lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in zs))
             value = mpmath.fsum(qj * (mpmath.log(qj) - (zj - lse)) for qj, zj in zip(q, zs))
-            spread = mpmath.fsum(abs(qj - mpmath.exp(zj - lse)) * (abs(mpmath.log(qj)) + abs(zj - top)
-                                                                    + abs(lse - top) + 1)
-                                 for qj, zj in zip(q, zs))
+            spread = mpmath.fsum(
+                abs(qj - mpmath.exp(zj - lse)) * (abs(mpmath.log(qj)) + abs(zj - top) + abs(lse - top) + 1)
+                for qj, zj in zip(q, zs)
+            )
             exact.append(value)
             kappa.append(float(spread / value))
     return exact, np.array(kappa)
@@ -368,8 +370,7 @@ def kl_numpy(z: np.ndarray, y: np.ndarray, eps: float, reduction: str) -> np.nda
 def kl_torch(z: np.ndarray, y: np.ndarray, eps: float, reduction: str) -> np.ndarray:
     import torch
 
-    result = ls.kl_divergence(torch.from_numpy(z.copy()), torch.from_numpy(y.copy()), epsilon=eps,
-                              reduction=reduction)
+    result = ls.kl_divergence(torch.from_numpy(z.copy()), torch.from_numpy(y.copy()), epsilon=eps, reduction=reduction)
     return result.double().numpy()
 
 
@@ -407,8 +408,9 @@ class KLResult:
     rel_mean: float
 
 
-def measure_kl(impl: Callable[..., np.ndarray], case: KLCase, z: np.ndarray, y: np.ndarray,
-               exact: list[Any], kappa: np.ndarray) -> KLResult:
+def measure_kl(
+    impl: Callable[..., np.ndarray], case: KLCase, z: np.ndarray, y: np.ndarray, exact: list[Any], kappa: np.ndarray
+) -> KLResult:
     import mpmath
 
     with mpmath.workdps(50):
@@ -418,7 +420,6 @@ def measure_kl(impl: Callable[..., np.ndarray], case: KLCase, z: np.ndarray, y: 
         mean = float(impl(z, y, case.epsilon, "mean"))
         rel_mean = float(abs(mpmath.mpf(mean) - exact_mean) / exact_mean)
     return KLResult(float(np.median([float(e) for e in exact])), float(4 * U64 * kappa.max()), rel_none, rel_mean)
-
 
 
 def _available(table: dict[str, tuple[Callable[..., Any], str]]) -> dict[str, Callable[..., Any]]:
@@ -441,25 +442,34 @@ def main() -> int:
             rows32.append((case.name, name, measure_float32(impl, case, z32, y, exact32)))
 
     print("float64 inputs, against 40-digit mpmath (goals: loss rel <= 1e-13, grad <= 4 eps)\n")
-    print(f"| {'case':<24} | {'implementation':<20} | loss rel (none) | loss rel (mean) | grad [eps] (none) | grad [eps/N] (mean) |")
+    columns = "loss rel (none) | loss rel (mean) | grad [eps] (none) | grad [eps/N] (mean)"
+    print(f"| {'case':<24} | {'implementation':<20} | {columns} |")
     print(f"|{'-' * 26}|{'-' * 22}|-----------------|-----------------|-------------------|---------------------|")
     for case_name, name, r in rows64:
-        print(f"| {case_name:<24} | {name:<20} | {r.loss_none:15.2e} | {r.loss_mean:15.2e} | "
-              f"{r.grad_none:17.2f} | {r.grad_mean:19.2f} |")
-    print("\nfloat32 inputs, against 40-digit mpmath of the same float32 values "
-          "(goal: labelsmooth <= best of PyTorch and optax)\n")
+        print(
+            f"| {case_name:<24} | {name:<20} | {r.loss_none:15.2e} | {r.loss_mean:15.2e} | "
+            f"{r.grad_none:17.2f} | {r.grad_mean:19.2f} |"
+        )
+    print(
+        "\nfloat32 inputs, against 40-digit mpmath of the same float32 values "
+        "(goal: labelsmooth <= best of PyTorch and optax)\n"
+    )
     print(f"| {'case':<24} | {'implementation':<24} | ulps (none) | ulps (mean) | rel (none) | rel (mean) |")
     print(f"|{'-' * 26}|{'-' * 26}|-------------|-------------|------------|------------|")
     for case_name, name, r in rows32:
-        print(f"| {case_name:<24} | {name:<24} | {r.ulps_none:11.3g} | {r.ulps_mean:11.3g} | "
-              f"{r.rel_none:10.2e} | {r.rel_mean:10.2e} |")
+        print(
+            f"| {case_name:<24} | {name:<24} | {r.ulps_none:11.3g} | {r.ulps_mean:11.3g} | "
+            f"{r.rel_none:10.2e} | {r.rel_mean:10.2e} |"
+        )
     print_kl_table()
     return 0
 
 
 def print_kl_table() -> None:
-    print("\nkl_divergence near its optimum, float64, logits log q' + delta N(0, 1), K = 5, eps = 0.1, "
-          "against 50-digit mpmath (goal: rel <= 4 u kappa, the conditioning bound)\n")
+    print(
+        "\nkl_divergence near its optimum, float64, logits log q' + delta N(0, 1), K = 5, eps = 0.1, "
+        "against 50-digit mpmath (goal: rel <= 4 u kappa, the conditioning bound)\n"
+    )
     print(f"| {'case':<24} | {'implementation':<22} | KL (median) | 4 u kappa | rel (none) | rel (mean) | goal met |")
     print(f"|{'-' * 26}|{'-' * 24}|-------------|-----------|------------|------------|----------|")
     for case in KL_CASES:
@@ -468,8 +478,10 @@ def print_kl_table() -> None:
         for name, impl in _available(KL_PATHS).items():
             r = measure_kl(impl, case, z, y, exact, kappa)
             met = "yes" if max(r.rel_none, r.rel_mean) <= r.bound else "no"
-            print(f"| {case.name:<24} | {name:<22} | {r.divergence:11.2e} | {r.bound:9.1e} | "
-                  f"{r.rel_none:10.2e} | {r.rel_mean:10.2e} | {met:<8} |")
+            print(
+                f"| {case.name:<24} | {name:<22} | {r.divergence:11.2e} | {r.bound:9.1e} | "
+                f"{r.rel_none:10.2e} | {r.rel_mean:10.2e} | {met:<8} |"
+            )
 
 
 if __name__ == "__main__":

@@ -142,10 +142,14 @@ def table(results: list[dict[str, Any]], rows: int, classes: int) -> str:
         lines += [f"| {r['variant']} | {r['seconds'] * 1e3:.0f} | {r['temp_mb']:.0f} |" for r in jax_rows]
         lines.append("")
     if torch_rows:
-        lines += ["| PyTorch (forward + backward) | time (ms) | saved for backward (MB) | peak RSS increase (MB) |",
-                  "|---|---:|---:|---:|"]
-        lines += [f"| {r['variant']} | {r['seconds'] * 1e3:.0f} | {r['saved_mb']:.0f} | "
-                  f"{r['peak_rss_increase_mb']:.0f} |" for r in torch_rows]
+        lines += [
+            "| PyTorch (forward + backward) | time (ms) | saved for backward (MB) | peak RSS increase (MB) |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['variant']} | {r['seconds'] * 1e3:.0f} | {r['saved_mb']:.0f} | {r['peak_rss_increase_mb']:.0f} |"
+            for r in torch_rows
+        ]
     return "\n".join(lines)
 
 
@@ -170,9 +174,21 @@ def main(argv: list[str] | None = None) -> None:
     for variant in chosen:
         # A fresh process per variant: peak memory and compilation caches start clean.
         completed = subprocess.run(
-            [sys.executable, __file__, "--variant", variant, "--rows", str(args.rows),
-             "--classes", str(args.classes), "--repeats", str(args.repeats)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--rows",
+                str(args.rows),
+                "--classes",
+                str(args.classes),
+                "--repeats",
+                str(args.repeats),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
         print(f"  {variant}: {results[-1]}", file=sys.stderr)

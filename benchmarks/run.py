@@ -18,8 +18,8 @@ chosen shapes, ``--repeat 7`` for more rounds). For every shape (float32 logits,
 
 Methods are timed in interleaved rounds (every method once per round, after one warm-up call
 that also compiles the jitted ones), so that a busy machine slows them alike; the table gives
-the median of the rounds (methods slower than 1.5 s per call: of three calls). Then the ratios that matter, and the peak memory that the NumPy
-path allocates (``tracemalloc``), relative to the logits' size.
+the median of the rounds (methods slower than 1.5 s per call: of three calls). Then the
+ratios that matter, and the peak memory that the NumPy path allocates (``tracemalloc``), relative to the logits' size.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-import labelsmooth as ls  # noqa: E402
+import labelsmooth as ls
 
 EPSILON = 0.1
 SHAPES = ((256, 10), (65536, 1000), (4096, 32000), (1024, 128000))
@@ -88,8 +88,10 @@ def naive_loss_and_grad(z: np.ndarray, y: np.ndarray) -> Any:
 def numpy_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Callable]]:
     inplace = np.empty_like(z)
     return {
-        "labelsmooth numpy": (lambda: ls.cross_entropy(z, y, epsilon=EPSILON),
-                              lambda: ls.cross_entropy_with_grad(z, y, epsilon=EPSILON)),
+        "labelsmooth numpy": (
+            lambda: ls.cross_entropy(z, y, epsilon=EPSILON),
+            lambda: ls.cross_entropy_with_grad(z, y, epsilon=EPSILON),
+        ),
         "naive numpy": (lambda: naive_loss(z, y), lambda: naive_loss_and_grad(z, y)),
         "np.exp pass": (None, lambda: np.exp(z)),
         "np.exp in place": (None, lambda: np.exp(z, out=inplace)),
@@ -104,8 +106,10 @@ def jax_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Calla
     ls_loss = jax.jit(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON))
     ls_both = jax.jit(lambda a, b: ls.cross_entropy_with_grad(a, b, epsilon=EPSILON))
     methods = {
-        "labelsmooth jax (jit)": (lambda: ls_loss(zj, yj).block_until_ready(),
-                                  lambda: jax.block_until_ready(ls_both(zj, yj))),
+        "labelsmooth jax (jit)": (
+            lambda: ls_loss(zj, yj).block_until_ready(),
+            lambda: jax.block_until_ready(ls_both(zj, yj)),
+        ),
     }
     if has("optax"):
         import optax
@@ -116,8 +120,10 @@ def jax_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Calla
 
         o_loss = jax.jit(optax_loss)
         o_both = jax.jit(jax.value_and_grad(optax_loss))
-        methods["optax (jit)"] = (lambda: o_loss(zj, yj).block_until_ready(),
-                                  lambda: jax.block_until_ready(o_both(zj, yj)))
+        methods["optax (jit)"] = (
+            lambda: o_loss(zj, yj).block_until_ready(),
+            lambda: jax.block_until_ready(o_both(zj, yj)),
+        )
     return methods
 
 
@@ -139,8 +145,10 @@ def torch_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Cal
         return loss, leaf.grad
 
     return {
-        "labelsmooth torch": (lambda: ls.cross_entropy(zt, yt, epsilon=EPSILON),
-                              lambda: ls.cross_entropy_with_grad(zt, yt, epsilon=EPSILON)),
+        "labelsmooth torch": (
+            lambda: ls.cross_entropy(zt, yt, epsilon=EPSILON),
+            lambda: ls.cross_entropy_with_grad(zt, yt, epsilon=EPSILON),
+        ),
         "torch F.cross_entropy": (native_forward, native_backward),
     }
 
@@ -257,8 +265,7 @@ def print_shape(rows: int, classes: int, result: dict[str, Any]) -> None:
     for text, value in lines:
         print(f"- {text}: {value}")
     memory = result["memory"]
-    print(f"- numpy peak allocation / logits nbytes: loss {memory['loss']:.3f}, "
-          f"loss+grad {memory['both']:.3f}")
+    print(f"- numpy peak allocation / logits nbytes: loss {memory['loss']:.3f}, loss+grad {memory['both']:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,13 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     if has("torch") and not args.no_torch:
         frameworks.add("torch")
 
-    versions = [f"numpy {np.__version__}"]
-    for module in ("torch", "jax", "optax"):
-        if module in frameworks or (module == "optax" and "jax" in frameworks and has("optax")):
-            versions.append(f"{module} {__import__(module).__version__}")
+    shown = [m for m in ("torch", "jax") if m in frameworks]
+    if "jax" in frameworks and has("optax"):
+        shown.append("optax")
+    versions = [f"numpy {np.__version__}"] + [f"{m} {__import__(m).__version__}" for m in shown]
     print(f"# labelsmooth {ls.__version__} speed (median of {repeat} interleaved rounds)")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {', '.join(versions)}; "
-          f"float32 logits, int64 labels, epsilon={EPSILON}, reduction='mean'")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {', '.join(versions)}; "
+        f"float32 logits, int64 labels, epsilon={EPSILON}, reduction='mean'"
+    )
     started = time.perf_counter()
     for rows, classes in shapes:
         result = run_shape(rows, classes, repeat, frameworks)

@@ -37,8 +37,13 @@ class SmoothedCrossEntropy(torch.nn.Module):
     other samples (PyTorch's convention).
     """
 
-    def __init__(self, epsilon: float = 0.0, weight: torch.Tensor | None = None,
-                 ignore_index: int = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        epsilon: float = 0.0,
+        weight: torch.Tensor | None = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         self.epsilon, self.weight = epsilon, weight
         self.ignore_index, self.reduction = ignore_index, reduction
@@ -83,19 +88,20 @@ def my_loss_and_grad(case: object, dtype: torch.dtype) -> tuple[torch.Tensor, to
 @given(cross_entropy_cases(options=SUPPORTED, target_kinds=("labels",)))
 def test_matches_labelsmooth_float64(case: object) -> None:
     loss, grad = my_loss_and_grad(case, torch.float64)
-    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(
-        case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
+    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
     assert_close(loss, expected_loss)
     assert_close(grad, expected_grad)
 
 
 @settings(max_examples=30, deadline=None, derandomize=True)
-@given(cross_entropy_cases(options=SUPPORTED, target_kinds=("labels",), max_scale=30.0,
-                           max_offset=0.0, dtypes=(np.float32,)))
+@given(
+    cross_entropy_cases(
+        options=SUPPORTED, target_kinds=("labels",), max_scale=30.0, max_offset=0.0, dtypes=(np.float32,)
+    )
+)
 def test_matches_labelsmooth_float32(case: object) -> None:
     loss, grad = my_loss_and_grad(case, torch.float32)
-    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(
-        case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
+    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
     assert_close(loss, expected_loss)
     assert_close(grad, expected_grad)
 
@@ -109,16 +115,18 @@ def test_hard_rows_against_exact_reference() -> None:
         "offset": base + 1e6,
         "wide": base * 1e4,
     }
-    for kind, logits in hard_rows.items():
+    for logits in hard_rows.values():
         for epsilon in (0.0, 0.1):
-            loss = SmoothedCrossEntropy(epsilon=epsilon, reduction="none")(
-                torch.tensor(logits), torch.tensor(labels))
+            loss = SmoothedCrossEntropy(epsilon=epsilon, reduction="none")(torch.tensor(logits), torch.tensor(labels))
             exact = reference_cross_entropy(logits, labels, epsilon=epsilon, reduction="none")
             assert_close(loss, exact)
 
 
 if __name__ == "__main__":
-    for test in (test_matches_labelsmooth_float64, test_matches_labelsmooth_float32,
-                 test_hard_rows_against_exact_reference):
+    for test in (
+        test_matches_labelsmooth_float64,
+        test_matches_labelsmooth_float32,
+        test_hard_rows_against_exact_reference,
+    ):
         test()
         print(f"{test.__name__}: passed")

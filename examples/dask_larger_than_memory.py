@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -72,10 +73,18 @@ def _block_statistics(logits: np.ndarray, labels: np.ndarray, epsilon: float) ->
     """
     loss, grad = ls.cross_entropy_with_grad(logits, labels[:, 0], epsilon=epsilon, reduction="sum")
     grad64 = grad.astype(np.float64)
-    return np.array([[
-        float(loss), float(np.sum(grad64 * grad64)), float(np.sum(np.abs(grad64))),
-        float(np.max(grad)), float(np.min(grad)), float(np.max(np.abs(np.sum(grad64, axis=1)))),
-    ]])
+    return np.array(
+        [
+            [
+                float(loss),
+                float(np.sum(grad64 * grad64)),
+                float(np.sum(np.abs(grad64))),
+                float(np.max(grad)),
+                float(np.min(grad)),
+                float(np.max(np.abs(np.sum(grad64, axis=1)))),
+            ]
+        ]
+    )
 
 
 def statistics_by_blocks(logits: Any, labels: Any, epsilon: float) -> dict[str, Any]:
@@ -86,8 +95,12 @@ def statistics_by_blocks(logits: Any, labels: Any, epsilon: float) -> dict[str, 
     """
     rows, classes = logits.shape
     partial = da.map_blocks(
-        _block_statistics, logits, labels[:, None], epsilon,
-        chunks=((1,) * logits.numblocks[0], (len(STATISTICS),)), dtype=np.float64,
+        _block_statistics,
+        logits,
+        labels[:, None],
+        epsilon,
+        chunks=((1,) * logits.numblocks[0], (len(STATISTICS),)),
+        dtype=np.float64,
     )
     sums = da.sum(partial[:, :3], axis=0)
     return {
@@ -140,10 +153,8 @@ class PeakMemory:
     def _tree_rss(self) -> int:
         total = 0
         for process in [self._process, *self._process.children(recursive=True)]:
-            try:
+            with contextlib.suppress(self._psutil.Error):
                 total += process.memory_info().rss
-            except self._psutil.Error:
-                pass
         return total
 
     def _run(self) -> None:
@@ -170,14 +181,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", default="5GB", help="memory limit per worker, e.g. 5GB")
     parser.add_argument("--epsilon", type=float, default=0.1, help="label smoothing")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--strategy", choices=("blocks", "graph"), default="blocks",
-                        help="blocks: one task per chunk (default); graph: labelsmooth on the "
-                             "Dask arrays, loss and gradient in two passes")
-    parser.add_argument("--small", action="store_true",
-                        help=f"a quick run ({SMALL['rows']} x {SMALL['classes']}, for tests)")
+    parser.add_argument(
+        "--strategy",
+        choices=("blocks", "graph"),
+        default="blocks",
+        help="blocks: one task per chunk (default); graph: labelsmooth on the "
+        "Dask arrays, loss and gradient in two passes",
+    )
+    parser.add_argument(
+        "--small", action="store_true", help=f"a quick run ({SMALL['rows']} x {SMALL['classes']}, for tests)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--report-memory", action="store_true",
-                        help="sample and print the peak RSS of this process and its workers")
+    parser.add_argument(
+        "--report-memory", action="store_true", help="sample and print the peak RSS of this process and its workers"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.small:
@@ -207,18 +224,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         passes = statistics_by_graph(logits, labels, args.epsilon)
     size_gb = logits.nbytes / 1e9
-    print(f"logits: {args.rows} x {args.classes} {logits.dtype} = {size_gb:.3g} GB "
-          f"in {logits.numblocks[0]} chunks of {args.chunk_rows} rows; epsilon = {args.epsilon}; "
-          f"strategy: {args.strategy}")
+    print(
+        f"logits: {args.rows} x {args.classes} {logits.dtype} = {size_gb:.3g} GB "
+        f"in {logits.numblocks[0]} chunks of {args.chunk_rows} rows; epsilon = {args.epsilon}; "
+        f"strategy: {args.strategy}"
+    )
 
     memory = PeakMemory() if args.report_memory else None
     if memory is not None:
         memory.__enter__()
     start = time.perf_counter()
     values: dict[str, float] = {}
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      memory_limit=args.memory_limit, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=args.memory_limit,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         for statistics in passes:
             values.update(compute_on(client, statistics, show_progress=not args.no_progress))
     elapsed = time.perf_counter() - start
@@ -228,9 +255,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name in STATISTICS:
         print(f"{name:>16}: {values[name]:.9g}")
     result: dict[str, Any] = {
-        **values, "rows": args.rows, "classes": args.classes, "chunk_rows": args.chunk_rows,
-        "epsilon": args.epsilon, "seed": args.seed, "workers": args.workers,
-        "memory_limit": args.memory_limit, "strategy": args.strategy, "logits_gb": size_gb,
+        **values,
+        "rows": args.rows,
+        "classes": args.classes,
+        "chunk_rows": args.chunk_rows,
+        "epsilon": args.epsilon,
+        "seed": args.seed,
+        "workers": args.workers,
+        "memory_limit": args.memory_limit,
+        "strategy": args.strategy,
+        "logits_gb": size_gb,
         "seconds": elapsed,
     }
     print(f"{'time':>16}: {elapsed:.1f} s ({size_gb / elapsed:.3f} GB of logits per second)")

@@ -54,14 +54,21 @@ def load(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Standardised digits, 30% for training (stratified), 70% held out."""
     features, labels = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
-        features, labels, train_size=0.3, stratify=labels, random_state=seed)
+        features, labels, train_size=0.3, stratify=labels, random_state=seed
+    )
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     std[std == 0] = 1.0  # pixels that are always blank in the training set
     return (x_train - mean) / std, (x_test - mean) / std, y_train, y_test
 
 
-def train(x: np.ndarray, y: np.ndarray, schedule: Callable[[float], float], steps: int,
-          progress: Any, learning_rate: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    schedule: Callable[[float], float],
+    steps: int,
+    progress: Any,
+    learning_rate: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-batch Adam (Kingma and Ba 2015) on the mean smoothed cross-entropy."""
     num_classes = int(y.max()) + 1
     params = [np.zeros((x.shape[1], num_classes)), np.zeros(num_classes)]
@@ -114,8 +121,10 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     print(header)
     print("-" * len(header))
     for name, r in results.items():
-        print(f"{name:<17} {r['accuracy']:>8.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} {r['brier']:>7.4f} "
-              f"{r['confidence']:>9.4f}")
+        print(
+            f"{name:<17} {r['accuracy']:>8.4f} {r['nll']:>7.4f} {r['ece']:>7.4f} {r['brier']:>7.4f} "
+            f"{r['confidence']:>9.4f}"
+        )
 
 
 def plot(results: dict[str, dict[str, Any]], out: Path, steps: int) -> None:
@@ -134,21 +143,36 @@ def plot(results: dict[str, dict[str, Any]], out: Path, steps: int) -> None:
         confidence = np.where(filled, diagram.confidence, 0.0)[filled]
         share = diagram.counts[filled] / diagram.counts.sum()
         left = lower[filled]
-        ax.bar(left, accuracy, width=width, align="edge", color="#4c72b0", edgecolor="black",
-               linewidth=0.6, label="accuracy in bin")
+        ax.bar(
+            left,
+            accuracy,
+            width=width,
+            align="edge",
+            color="#4c72b0",
+            edgecolor="black",
+            linewidth=0.6,
+            label="accuracy in bin",
+        )
         # The gap between what the model claims (mean confidence) and what it achieves,
         # drawn as in Guo et al. (2017), fig. 1: above the bar = overconfident.
         over = confidence > accuracy
-        for mask, colour, label in ((over, "#c44e52", "gap, overconfident"),
-                                    (~over, "#55a868", "gap, underconfident")):
-            ax.bar(left[mask], np.abs(confidence - accuracy)[mask], bottom=np.minimum(accuracy, confidence)[mask],
-                   width=width, align="edge", fill=False, edgecolor=colour, hatch="///", linewidth=0.8,
-                   label=label)
+        for mask, colour, label in ((over, "#c44e52", "gap, overconfident"), (~over, "#55a868", "gap, underconfident")):
+            ax.bar(
+                left[mask],
+                np.abs(confidence - accuracy)[mask],
+                bottom=np.minimum(accuracy, confidence)[mask],
+                width=width,
+                align="edge",
+                fill=False,
+                edgecolor=colour,
+                hatch="///",
+                linewidth=0.8,
+                label=label,
+            )
         # Share of the held-out samples in each bin: the weights of the ECE.
         ax.bar(left, share * 0.25, width=width, align="edge", color="0.55", label="share of samples (x 1/4)")
         ax.plot([0, 1], [0, 1], linestyle="--", color="0.3", linewidth=1.0, label="calibrated")
-        ax.set_title(f"{name}\nECE {r['ece']:.3f}   NLL {r['nll']:.3f}   accuracy {r['accuracy']:.1%}",
-                     fontsize=10)
+        ax.set_title(f"{name}\nECE {r['ece']:.3f}   NLL {r['nll']:.3f}   accuracy {r['accuracy']:.1%}", fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
@@ -159,8 +183,7 @@ def plot(results: dict[str, dict[str, Any]], out: Path, steps: int) -> None:
         ax.set_ylabel("accuracy")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9, frameon=False)
-    fig.suptitle(f"Reliability on held-out digits: logistic regression, {steps} Adam steps, "
-                 f"{N_BINS} bins", fontsize=12)
+    fig.suptitle(f"Reliability on held-out digits: logistic regression, {steps} Adam steps, {N_BINS} bins", fontsize=12)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -168,8 +191,12 @@ def plot(results: dict[str, dict[str, Any]], out: Path, steps: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"where to write the reliability diagram (default {DEFAULT_OUT.name} in docs/figures)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where to write the reliability diagram (default {DEFAULT_OUT.name} in docs/figures)",
+    )
     parser.add_argument("--steps", type=int, default=20 if FAST else 1000, help="Adam steps per setting")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
     args = parser.parse_args(argv)
@@ -178,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(tempfile.mkdtemp()) / "reliability.png" if FAST else DEFAULT_OUT
 
     x_train, x_test, y_train, y_test = load(args.seed)
-    print(f"digits: {len(y_train)} training and {len(y_test)} held-out images, {x_train.shape[1]} pixels, "
-          f"10 classes")
+    print(f"digits: {len(y_train)} training and {len(y_test)} held-out images, {x_train.shape[1]} pixels, 10 classes")
     schedules = settings(args.steps)
     results = {}
     start = time.perf_counter()

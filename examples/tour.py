@@ -47,7 +47,8 @@ def compute(logits: Any, labels: Any, multi_hot: Any) -> tuple[Any, Any, Any, An
 def libraries() -> list[tuple[str, Callable[[np.ndarray], Any], Callable[[Any], np.ndarray], Callable[..., Any]]]:
     """(name, to the library, back to NumPy, how to call) for every library installed here."""
     found: list[tuple[str, Callable[[np.ndarray], Any], Callable[[Any], np.ndarray], Callable[..., Any]]] = [
-        ("NumPy", np.asarray, np.asarray, compute)]
+        ("NumPy", np.asarray, np.asarray, compute)
+    ]
     if importlib.util.find_spec("jax"):
         import jax
         import jax.numpy as jnp
@@ -59,8 +60,9 @@ def libraries() -> list[tuple[str, Callable[[np.ndarray], Any], Callable[[Any], 
 
         found.append(("PyTorch", torch.from_numpy, lambda t: t.detach().cpu().numpy(), compute))
         if torch.cuda.is_available():
-            found.append(("PyTorch, CUDA", lambda a: torch.from_numpy(a).cuda(),
-                          lambda t: t.detach().cpu().numpy(), compute))
+            found.append(
+                ("PyTorch, CUDA", lambda a: torch.from_numpy(a).cuda(), lambda t: t.detach().cpu().numpy(), compute)
+            )
     if importlib.util.find_spec("array_api_strict"):
         import array_api_strict
 
@@ -68,8 +70,14 @@ def libraries() -> list[tuple[str, Callable[[np.ndarray], Any], Callable[[Any], 
     if importlib.util.find_spec("dask"):
         import dask.array as da
 
-        found.append(("Dask (lazy)", lambda a: da.from_array(a, chunks=(4,) + a.shape[1:]),
-                      lambda x: np.asarray(x.compute()), compute))
+        found.append(
+            (
+                "Dask (lazy)",
+                lambda a: da.from_array(a, chunks=(4, *a.shape[1:])),
+                lambda x: np.asarray(x.compute()),
+                compute,
+            )
+        )
     if importlib.util.find_spec("cupy"):
         try:
             import cupy
@@ -87,13 +95,17 @@ def main() -> int:
     labels = rng.integers(0, 5, size=12)
     multi_hot = (rng.random((12, 5)) < 0.3).astype(np.float32)
 
-    reference = [np.asarray(v, dtype=np.float64)
-                 for v in compute(logits.astype(np.float64), labels, multi_hot.astype(np.float64))]
+    reference = [
+        np.asarray(v, dtype=np.float64)
+        for v in compute(logits.astype(np.float64), labels, multi_hot.astype(np.float64))
+    ]
     print(f"logits {logits.shape} float32, labels {labels.shape}, epsilon = {EPSILON}")
     print(f"float64 NumPy reference: loss {reference[0]:.9f}, binary {reference[2]:.9f}, ECE {reference[3]:.9f}")
     print()
-    header = (f"{'library':<17} {'result type':<28} {'dtype':<8} {'loss':>12} {'binary':>12} {'ECE':>12} "
-              f"{'max rel. diff':>13}")
+    header = (
+        f"{'library':<17} {'result type':<28} {'dtype':<8} {'loss':>12} {'binary':>12} {'ECE':>12} "
+        f"{'max rel. diff':>13}"
+    )
     print(header)
     print("-" * len(header))
     worst_overall = 0.0
@@ -102,11 +114,14 @@ def main() -> int:
         kind = type(results[0])
         type_name = f"{kind.__module__.split('.')[0]}.{kind.__name__}"
         values = [to_numpy(v) for v in results]
-        worst = max(float(np.max(np.abs(v - r)) / max(float(np.max(np.abs(r))), 1e-30))
-                    for v, r in zip(values, reference))
+        worst = max(
+            float(np.max(np.abs(v - r)) / max(float(np.max(np.abs(r))), 1e-30)) for v, r in zip(values, reference)
+        )
         worst_overall = max(worst_overall, worst)
-        print(f"{name:<17} {type_name:<28} {values[0].dtype!s:<8} {float(values[0]):>12.7f} "
-              f"{float(values[2]):>12.7f} {float(values[3]):>12.7f} {worst:>13.1e}")
+        print(
+            f"{name:<17} {type_name:<28} {values[0].dtype!s:<8} {float(values[0]):>12.7f} "
+            f"{float(values[2]):>12.7f} {float(values[3]):>12.7f} {worst:>13.1e}"
+        )
     print()
     print("max rel. diff: largest difference of loss, gradient, binary loss and ECE from the")
     print("float64 reference, relative to the reference's largest entry.")

@@ -53,7 +53,9 @@ def main() -> int:
     by_hand_smooth = -sum(q * math.log(pk) for q, pk in zip(q_smooth, p))
     print()
     print("2. logits = log([0.1, 0.1, 0.1, 0.36, 0.34]), true class 3")
-    print(f"   plain:         {plain!r} nats = {plain / math.log(2):.3f} bits   (by hand: -log 0.36 = {by_hand_plain!r})")
+    print(
+        f"   plain:         {plain!r} nats = {plain / math.log(2):.3f} bits   (by hand: -log 0.36 = {by_hand_plain!r})"
+    )
     print(f"   epsilon = 0.1: {smooth!r} nats = {smooth / math.log(2):.3f} bits   (by hand: {by_hand_smooth!r})")
     assert close(plain, 1.0216512475319814) and close(plain, by_hand_plain)
     assert close(smooth, 1.0996504465365042) and close(smooth, by_hand_smooth)

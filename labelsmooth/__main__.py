@@ -9,6 +9,7 @@ convention. Frameworks are imported by ``check`` only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -44,10 +45,8 @@ def _library_version(module: str) -> str | None:
         return None
     distributions = importlib.metadata.packages_distributions().get(module, [module])
     for distribution in distributions:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             return importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
     return "installed (version unknown)"
 
 
@@ -215,8 +214,12 @@ def _keras_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
 
     backend = keras.backend.backend()
     return [
-        ("Keras", f"CategoricalCrossentropy(from_logits, label_smoothing) [{backend}]", "eps/K, batch mean",
-         categorical),
+        (
+            "Keras",
+            f"CategoricalCrossentropy(from_logits, label_smoothing) [{backend}]",
+            "eps/K, batch mean",
+            categorical,
+        ),
         ("Keras", f"BinaryCrossentropy(from_logits, label_smoothing) [{backend}]", "y(1-eps)+eps/2, mean", binary),
     ]
 
@@ -244,8 +247,12 @@ def _check(args: argparse.Namespace) -> int:
     print()
     versions = {module: _library_version(module) for module, _ in LIBRARIES}
     print("Array libraries and frameworks")
-    print(_table(("library", "module", "version"),
-                 ((shown, module, versions[module] or "not installed") for module, shown in LIBRARIES)))
+    print(
+        _table(
+            ("library", "module", "version"),
+            ((shown, module, versions[module] or "not installed") for module, shown in LIBRARIES),
+        )
+    )
     print()
 
     groups: list[tuple[str, tuple[str, ...], Callable[[Any], list[Any]], str]] = [
@@ -278,8 +285,16 @@ def _check(args: argparse.Namespace) -> int:
                 continue
             agrees = error <= TOLERANCE[dtype]
             failures += not agrees
-            rows.append((framework, loss, convention, dtype, f"{error:.1e}",
-                         "agrees" if agrees else f"DIFFERS (> {TOLERANCE[dtype]:.0e})"))
+            rows.append(
+                (
+                    framework,
+                    loss,
+                    convention,
+                    dtype,
+                    f"{error:.1e}",
+                    "agrees" if agrees else f"DIFFERS (> {TOLERANCE[dtype]:.0e})",
+                )
+            )
 
     print("Agreement with each framework's own label-smoothing loss (eps in 0, 0.1, 0.3;")
     print("labelsmooth called on that framework's arrays; max relative error)")
@@ -299,7 +314,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="work the documented examples and explain them")
     demo.set_defaults(handler=_demo)
     check = commands.add_parser(
-        "check", help="list installed array libraries and compare with their own label-smoothing losses")
+        "check", help="list installed array libraries and compare with their own label-smoothing losses"
+    )
     check.add_argument("--seed", type=int, default=0, help="seed of the random test inputs (default 0)")
     check.set_defaults(handler=_check)
     return parser

@@ -46,9 +46,15 @@ def evaluate(problem: Any) -> Evaluation:
     label_terms = dense_coef = dense_total = None
     if problem.labels is not None:
         label_terms = _core.label_target_terms(
-            rows, problem.labels, epsilon=problem.epsilon, prior=problem.prior,
-            weight=problem.weight, allowed=problem.allowed, num_allowed=problem.num_allowed,
-            xp=xp, acc_dtype=acc,
+            rows,
+            problem.labels,
+            epsilon=problem.epsilon,
+            prior=problem.prior,
+            weight=problem.weight,
+            allowed=problem.allowed,
+            num_allowed=problem.num_allowed,
+            xp=xp,
+            acc_dtype=acc,
         )
         per_sample = label_terms.per_sample
     else:
@@ -66,7 +72,7 @@ def evaluate(problem: Any) -> Evaluation:
 def _mean_denominator(problem: Any) -> Any:
     """PyTorch's normaliser: sum of w_y over counted samples (labels) or N (probabilities)."""
     xp, acc = problem.xp, problem.acc
-    shape = tuple(problem.logits.shape[:-1]) + (1,)
+    shape = (*tuple(problem.logits.shape[:-1]), 1)
     if problem.labels is None or (problem.weight is None and problem.ignored is None):
         count = 1
         for size in shape[:-1]:

@@ -57,12 +57,13 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
     is_float_targets = xp.isdtype(targets.dtype, "real floating")
     if is_float_targets:
         if targets.dtype != logits.dtype:
-            msg = (f"floating targets must have the logits' dtype {logits.dtype}, got dtype "
-                   f"{targets.dtype} (cast one of them explicitly)")
+            msg = (
+                f"floating targets must have the logits' dtype {logits.dtype}, got dtype "
+                f"{targets.dtype} (cast one of them explicitly)"
+            )
             raise TypeError(msg)
     elif not (xp.isdtype(targets.dtype, "integral") or xp.isdtype(targets.dtype, "bool")):
-        msg = (f"targets must be real floating probabilities or integer/boolean 0/1 labels, "
-               f"got dtype {targets.dtype}")
+        msg = f"targets must be real floating probabilities or integer/boolean 0/1 labels, got dtype {targets.dtype}"
         raise TypeError(msg)
     epsilon = check_epsilon(epsilon, xp, shape)
 
@@ -111,8 +112,17 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
         check_broadcastable("weight", tuple(weight.shape), shape, "the logits' shape")
         weight = xp.astype(weight, work)
 
-    return _BinaryProblem(xp=xp, logits=z, positive=positive, negative=negative, weight=weight,
-                          poison=poison, reduction=reduction, result_dtype=logits.dtype, acc=acc)
+    return _BinaryProblem(
+        xp=xp,
+        logits=z,
+        positive=positive,
+        negative=negative,
+        weight=weight,
+        poison=poison,
+        reduction=reduction,
+        result_dtype=logits.dtype,
+        acc=acc,
+    )
 
 
 def _elementwise_loss(problem: _BinaryProblem, decay: Any) -> Any:
@@ -271,7 +281,8 @@ def binary_cross_entropy_with_grad(
     return loss, _elementwise_gradient(problem, decay, _gradient_scale(problem))
 
 
-binary_cross_entropy.__doc__ = r"""Sigmoid cross-entropy of logits against label-smoothed binary targets.
+binary_cross_entropy.__doc__ = (
+    r"""Sigmoid cross-entropy of logits against label-smoothed binary targets.
 
     .. math::
 
@@ -289,13 +300,17 @@ binary_cross_entropy.__doc__ = r"""Sigmoid cross-entropy of logits against label
 
     Equals PyTorch's ``F.binary_cross_entropy_with_logits(z, y', weight=w, reduction=r)``
     and, for ``"mean"``, Keras' ``BinaryCrossentropy(from_logits=True, label_smoothing=eps)``.
-""" + _DOC_PARAMETERS + r"""
+"""
+    + _DOC_PARAMETERS
+    + r"""
     Returns
     -------
     array
         Scalar for ``"mean"``/``"sum"``, the shape of ``logits`` for ``"none"``; dtype of
         ``logits`` (float16/bfloat16 are computed in float32 and cast back).
-""" + _DOC_RAISES + r"""
+"""
+    + _DOC_RAISES
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -307,8 +322,10 @@ binary_cross_entropy.__doc__ = r"""Sigmoid cross-entropy of logits against label
     >>> round(float(ls.binary_cross_entropy(z, y, epsilon=0.1)), 12)
     0.295094849281
 """
+)
 
-binary_cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`binary_cross_entropy` with respect to the logits.
+binary_cross_entropy_grad.__doc__ = (
+    r"""Analytic gradient of :func:`binary_cross_entropy` with respect to the logits.
 
     .. math:: \frac{\partial \ell}{\partial z} = \sigma(z) - y'
 
@@ -317,12 +334,16 @@ binary_cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`binary_cross
     taken as ``(1 - y') - t`` or ``t - y'`` with ``t = exp(-|z|)/(1 + exp(-|z|))``, so a
     saturated logit next to a matching target keeps its small residual. Equal to
     ``jax.grad`` / ``torch.autograd`` of :func:`binary_cross_entropy`.
-""" + _DOC_PARAMETERS + r"""
+"""
+    + _DOC_PARAMETERS
+    + r"""
     Returns
     -------
     array
         Same shape and dtype as ``logits``.
-""" + _DOC_RAISES + r"""
+"""
+    + _DOC_RAISES
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -330,16 +351,22 @@ binary_cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`binary_cross
     >>> ls.binary_cross_entropy_grad(xp.asarray([0.0, 0.0]), xp.asarray([1, 0]), epsilon=0.2, reduction="sum")
     Array([-0.4,  0.4], dtype=array_api_strict.float64)
 """
+)
 
-binary_cross_entropy_with_grad.__doc__ = r"""Loss and gradient of :func:`binary_cross_entropy` together.
+binary_cross_entropy_with_grad.__doc__ = (
+    r"""Loss and gradient of :func:`binary_cross_entropy` together.
 
     Returns ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``; the smoothed
     targets and ``exp(-|z|)`` are formed once and shared.
-""" + _DOC_PARAMETERS + r"""
+"""
+    + _DOC_PARAMETERS
+    + r"""
     Returns
     -------
     loss, grad : tuple of arrays
-""" + _DOC_RAISES + r"""
+"""
+    + _DOC_RAISES
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -348,3 +375,4 @@ binary_cross_entropy_with_grad.__doc__ = r"""Loss and gradient of :func:`binary_
     >>> round(float(loss), 12), grad  # log 2 at z = 0; sigmoid(0) - 0.9
     (0.69314718056, Array([-0.4], dtype=array_api_strict.float64))
 """
+)

@@ -65,7 +65,7 @@ def row_softmax(z: Any, allowed: Any, xp: Any, acc_dtype: Any) -> RowSoftmax:
     if any(size == 0 for size in z.shape[:-1]):
         # An empty batch has no row to shift; Dask cannot even take its maximum (max has
         # no identity), so an empty shift of the right shape stands in.
-        shift = xp.zeros(tuple(z.shape[:-1]) + (1,), dtype=z.dtype, device=device_of(z))
+        shift = xp.zeros((*tuple(z.shape[:-1]), 1), dtype=z.dtype, device=device_of(z))
     else:
         shift = xp.max(z, axis=-1, keepdims=True)
     # A row without a finite maximum (all -inf, or holding +inf or NaN) has no defined
@@ -183,8 +183,9 @@ class LabelCoefficients:
     class_weight: Any  # c_y, the true class's whole target weight
 
 
-def label_coefficients(epsilon: Any, true_weight: Any, *, prior_kind: Any, num_allowed: Any,
-                       profile_sum: Any, true_profile: Any) -> LabelCoefficients:
+def label_coefficients(
+    epsilon: Any, true_weight: Any, *, prior_kind: Any, num_allowed: Any, profile_sum: Any, true_profile: Any
+) -> LabelCoefficients:
     """The coefficients of PyTorch's weighted smoothing, for each row.
 
     ``prior_kind`` is None (uniform ``u = allowed / K``), ``"others"`` (``u = (allowed -
@@ -204,17 +205,22 @@ def label_coefficients(epsilon: Any, true_weight: Any, *, prior_kind: Any, num_a
         # The profile spans the true class too: its share of the spread comes off e_y's
         # coefficient in the gradient, while the loss sums the other classes only.
         return LabelCoefficients(
-            grad_true_coef=loss_true - spread * true_weight, loss_true_coef=loss_true, spread_coef=spread,
-            total=loss_true + spread * (profile_sum - true_profile), class_weight=loss_true,
+            grad_true_coef=loss_true - spread * true_weight,
+            loss_true_coef=loss_true,
+            spread_coef=spread,
+            total=loss_true + spread * (profile_sum - true_profile),
+            class_weight=loss_true,
         )
     return LabelCoefficients(
-        grad_true_coef=loss_true, loss_true_coef=loss_true, spread_coef=spread,
-        total=loss_true + spread * profile_sum, class_weight=loss_true + spread * true_profile,
+        grad_true_coef=loss_true,
+        loss_true_coef=loss_true,
+        spread_coef=spread,
+        total=loss_true + spread * profile_sum,
+        class_weight=loss_true + spread * true_profile,
     )
 
 
-def label_loss(coefs: LabelCoefficients, log_sum: Any, true_half: Any, spread_distance_h: Any, h: Any,
-               xp: Any) -> Any:
+def label_loss(coefs: LabelCoefficients, log_sum: Any, true_half: Any, spread_distance_h: Any, h: Any, xp: Any) -> Any:
     """Per-sample loss ``T log s + c'_y d_y + spread * sum_k profile_k d_k``.
 
     ``true_half = d_y / 2``; ``spread_distance_h = h * sum_k profile_k d_k`` (the true class
@@ -285,8 +291,9 @@ def label_target_terms(
         true_weight = xp.astype(_take_along_last(xp.broadcast_to(weight, shifted.shape), labels, xp), acc_dtype)
     prior_kind = prior if prior is None or isinstance(prior, str) else "array"
     if isinstance(epsilon, float) and epsilon == 0.0:
-        coefs = label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed,
-                                   profile_sum=None, true_profile=None)
+        coefs = label_coefficients(
+            epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed, profile_sum=None, true_profile=None
+        )
         return LabelTargets(labels, coefs, None, label_loss(coefs, rows.log_sum, true_half, None, 1.0, xp))
 
     # The spread part eps * u * w as (row coefficient) x (class profile).
@@ -304,8 +311,14 @@ def label_target_terms(
         profile_full = xp.broadcast_to(profile, shifted.shape)
         profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
         true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
-    coefs = label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed,
-                               profile_sum=profile_sum, true_profile=true_profile)
+    coefs = label_coefficients(
+        epsilon,
+        true_weight,
+        prior_kind=prior_kind,
+        num_allowed=num_allowed,
+        profile_sum=profile_sum,
+        true_profile=true_profile,
+    )
     summed = profile_full
     if prior_kind == "others":
         # The loss's smoothing sum leaves the true class out, so that no term of the loss

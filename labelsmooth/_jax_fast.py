@@ -82,8 +82,14 @@ def _label_terms(problem: Any, stored: Any, dsum: Any, rest: Any) -> tuple[Any, 
             # infinite distances are cleaned, so a zero profile entry keeps its derivative.
             cleaned = xp.where((profile_full == 0.0) & xp.isinf(shifted), 0.0, shifted)
             distance = -xp.sum(profile_full * cleaned, axis=-1, keepdims=True)
-    coefs = _core.label_coefficients(epsilon, true_weight, prior_kind=prior_kind, num_allowed=z.shape[-1],
-                                     profile_sum=profile_sum, true_profile=true_profile)
+    coefs = _core.label_coefficients(
+        epsilon,
+        true_weight,
+        prior_kind=prior_kind,
+        num_allowed=z.shape[-1],
+        profile_sum=profile_sum,
+        true_profile=true_profile,
+    )
     per_sample = _core.label_loss(coefs, xp.log1p(rest), true_distance * 0.5, distance, 1.0, xp)
     return coefs, profile, per_sample
 
@@ -138,7 +144,7 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
     if not with_grad:
         return loss
     work = z.dtype
-    rows = z.shape[:-1] + (1,)
+    rows = (*z.shape[:-1], 1)
     total, spread_part, true_part = _core.scaled_gradient_coefficients(coefs, scale)
     exp_coef = xp.astype(total / (rest + 1.0), work)
     true_shift = xp.broadcast_to(xp.astype(true_part, work), rows)
@@ -161,8 +167,7 @@ def _finish(problem: Any, stored: Any, dsum: Any, rest: Any, with_grad: bool) ->
     # The true class's -c_y added in place (one element a row) rather than by a comparison
     # over the whole array.
     flat = xp.reshape(grad, (-1, z.shape[-1]))
-    flat = flat.at[xp.arange(flat.shape[0]), xp.reshape(problem.labels, (-1,))].add(
-        -xp.reshape(true_shift, (-1,)))
+    flat = flat.at[xp.arange(flat.shape[0]), xp.reshape(problem.labels, (-1,))].add(-xp.reshape(true_shift, (-1,)))
     return loss, _assembly.finish_gradient(problem, xp.reshape(flat, z.shape), apply_masks=not masks_folded)
 
 
@@ -210,6 +215,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     # Two conditionals, each on what it needs: the dominated rows' sums (N values), and the
     # generic path for rows without a finite maximum, whose branch writes the gradient once.
     rest = jax.lax.cond(any_dominated, refined, lambda: rest)
-    result = jax.lax.cond(unusual, lambda: _generic(problem, with_grad),
-                          lambda: _finish(problem, stored, dsum, rest, with_grad))
+    result = jax.lax.cond(
+        unusual, lambda: _generic(problem, with_grad), lambda: _finish(problem, stored, dsum, rest, with_grad)
+    )
     return result if with_grad else (result, None)

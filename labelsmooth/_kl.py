@@ -132,13 +132,24 @@ def kl_divergence(
     reduction: str = "mean",
     xp: Any = None,
 ) -> Any:
-    problem = prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-                       ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
+    problem = prepare(
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        xp=xp,
+    )
     loss, _ = reduce(problem, _per_sample(problem))
     return loss
 
 
-kl_divergence.__doc__ = r"""Kullback-Leibler divergence from the smoothed targets to ``softmax(logits)``.
+kl_divergence.__doc__ = (
+    r"""Kullback-Leibler divergence from the smoothed targets to ``softmax(logits)``.
 
     .. math::
 
@@ -179,12 +190,16 @@ kl_divergence.__doc__ = r"""Kullback-Leibler divergence from the smoothed target
     for 2-D logits it is PyTorch's ``F.kl_div(F.log_softmax(z, 1), q', reduction="batchmean")``;
     for ``(N, C, d1, ...)`` inputs PyTorch's ``"batchmean"`` divides by ``N`` only, i.e. our
     ``"sum"`` over ``N``.
-""" + OPTIONS_DOC + r"""
+"""
+    + OPTIONS_DOC
+    + r"""
     Returns
     -------
     array
         Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
-""" + RAISES_DOC + r"""
+"""
+    + RAISES_DOC
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -196,3 +211,4 @@ kl_divergence.__doc__ = r"""Kullback-Leibler divergence from the smoothed target
     >>> float(ls.kl_divergence(xp.log(q), xp.asarray([3]), epsilon=0.1)) < 1e-15  # p = q'
     True
 """
+)

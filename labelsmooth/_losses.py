@@ -26,8 +26,18 @@ def cross_entropy(
     reduction: str = "mean",
     xp: Any = None,
 ) -> Any:
-    problem = prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-                       ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
+    problem = prepare(
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        xp=xp,
+    )
     if _numpy_fast.eligible(problem):
         return _numpy_fast.evaluate(problem, with_grad=False)[0]
     if _jax_fast.eligible(problem):
@@ -53,8 +63,17 @@ def cross_entropy_grad(
     xp: Any = None,
 ) -> Any:
     return cross_entropy_with_grad(
-        logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-        ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)[1]
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        xp=xp,
+    )[1]
 
 
 def cross_entropy_with_grad(
@@ -71,8 +90,18 @@ def cross_entropy_with_grad(
     reduction: str = "mean",
     xp: Any = None,
 ) -> tuple[Any, Any]:
-    problem = prepare(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-                       ignore_index=ignore_index, where=where, reduction=reduction, xp=xp)
+    problem = prepare(
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        xp=xp,
+    )
     if _numpy_fast.eligible(problem):
         return _numpy_fast.evaluate(problem, with_grad=True)
     if _jax_fast.eligible(problem):
@@ -84,7 +113,8 @@ def cross_entropy_with_grad(
     return loss, gradient(problem, evaluation, scale)
 
 
-cross_entropy.__doc__ = r"""Cross-entropy of the logits against label-smoothed targets.
+cross_entropy.__doc__ = (
+    r"""Cross-entropy of the logits against label-smoothed targets.
 
     .. math::
 
@@ -98,12 +128,16 @@ cross_entropy.__doc__ = r"""Cross-entropy of the logits against label-smoothed t
     ``(1 - eps) (lse - z_y) + eps (lse - sum_k u_k z_k)``, evaluated as sums of
     non-negative terms ``log s + (m - z_k)`` so that it is exactly invariant to shifting
     the logits.
-""" + OPTIONS_DOC + r"""
+"""
+    + OPTIONS_DOC
+    + r"""
     Returns
     -------
     array
         Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
-""" + RAISES_DOC + r"""
+"""
+    + RAISES_DOC
+    + r"""
     Examples
     --------
     >>> import math
@@ -114,8 +148,10 @@ cross_entropy.__doc__ = r"""Cross-entropy of the logits against label-smoothed t
     >>> round(float(ls.cross_entropy(z, y)), 12), round(float(ls.cross_entropy(z, y, epsilon=0.1)), 12)
     (1.021651247532, 1.099650446537)
 """
+)
 
-cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`cross_entropy` with respect to the logits.
+cross_entropy_grad.__doc__ = (
+    r"""Analytic gradient of :func:`cross_entropy` with respect to the logits.
 
     .. math:: \frac{\partial H(q', p)}{\partial z} = p - q'
 
@@ -124,12 +160,16 @@ cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`cross_entropy` with
     ``(sum_k t_k) p - t`` where ``t = (1-eps) w_y e_y + eps u * w`` (labels) or
     ``t = w * q'`` (probabilities). Ignored samples and masked classes get 0. Equal to
     ``jax.grad`` / ``torch.autograd`` of :func:`cross_entropy`.
-""" + OPTIONS_DOC + r"""
+"""
+    + OPTIONS_DOC
+    + r"""
     Returns
     -------
     array
         Same shape and dtype as ``logits``.
-""" + RAISES_DOC + r"""
+"""
+    + RAISES_DOC
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -137,13 +177,18 @@ cross_entropy_grad.__doc__ = r"""Analytic gradient of :func:`cross_entropy` with
     >>> ls.cross_entropy_grad(xp.asarray([[0.0, 0.0]]), xp.asarray([0]), epsilon=0.2)
     Array([[-0.4,  0.4]], dtype=array_api_strict.float64)
 """
+)
 
-cross_entropy_with_grad.__doc__ = r"""Loss and gradient together: ``(cross_entropy(...), cross_entropy_grad(...))``.
+cross_entropy_with_grad.__doc__ = (
+    r"""Loss and gradient together: ``(cross_entropy(...), cross_entropy_grad(...))``.
 
     The softmax of the logits is computed once and shared.
-""" + OPTIONS_DOC + r"""
+"""
+    + OPTIONS_DOC
+    + r"""
     Returns
     -------
     loss, grad : tuple of arrays
-""" + RAISES_DOC
-
+"""
+    + RAISES_DOC
+)

@@ -110,8 +110,9 @@ def _segments(x: np.ndarray, lead: int) -> list[np.ndarray]:
             rows *= size
             if size != 1:
                 row_stride = stride
-        views.append(np.lib.stride_tricks.as_strided(
-            sub, (rows, num_classes), (row_stride, sub.strides[-1]), writeable=False))
+        views.append(
+            np.lib.stride_tricks.as_strided(sub, (rows, num_classes), (row_stride, sub.strides[-1]), writeable=False)
+        )
     return views
 
 
@@ -127,9 +128,12 @@ def eligible(problem: Any) -> bool:
     if problem.probabilities is not None and type(problem.probabilities) is not np.ndarray:
         return False
     prior = problem.prior
-    if prior is not None and not isinstance(prior, str):
-        if type(prior) is not np.ndarray or _single_row(prior, z.shape) is None:
-            return False
+    if (
+        prior is not None
+        and not isinstance(prior, str)
+        and (type(prior) is not np.ndarray or _single_row(prior, z.shape) is None)
+    ):
+        return False
     lead = _leading_dims(z)
     if problem.probabilities is not None:
         lead = max(lead, _leading_dims(problem.probabilities))
@@ -230,9 +234,14 @@ def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, sta
     if isinstance(epsilon, np.ndarray):
         epsilon = epsilon[start:stop, None]
     sub = replace(
-        problem, logits=z_block, probabilities=q_block, epsilon=epsilon, prior=plan.prior_row,
+        problem,
+        logits=z_block,
+        probabilities=q_block,
+        epsilon=epsilon,
+        prior=plan.prior_row,
         labels=None if plan.labels is None else plan.labels[start:stop],
-        ignored=None, poison=None,
+        ignored=None,
+        poison=None,
     )
     evaluation = _assembly.evaluate(sub)
     plan.generic_loss[start:stop] = evaluation.per_sample[:, 0]
@@ -242,8 +251,9 @@ def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, sta
     if plan.labels is not None:
         grad = _core.label_gradient(evaluation.rows, evaluation.label_terms, plan.row_scale, problem.xp)
     else:
-        grad = _core.dense_gradient(evaluation.rows, evaluation.dense_coef, evaluation.dense_total,
-                                    plan.row_scale, problem.xp)
+        grad = _core.dense_gradient(
+            evaluation.rows, evaluation.dense_coef, evaluation.dense_total, plan.row_scale, problem.xp
+        )
     grad_block[...] = grad
 
 
@@ -294,8 +304,7 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     flat[at_label] -= _rows_of(plan.true_part, start, stop)
 
 
-def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: int, stop: int,
-                  ws: _Workspace) -> None:
+def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: int, stop: int, ws: _Workspace) -> None:
     """``sum_k profile_k (z_k - m)`` of each row of the block (``work = z - m``)."""
     flat = work.reshape(-1)
     if plan.others:
@@ -305,7 +314,7 @@ def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: in
         flat[at_label] = 0.0
     source = work
     if plan.profile is not None:
-        source = ws.weighted[:stop - start]
+        source = ws.weighted[: stop - start]
         np.multiply(work, plan.profile, out=source)
         if plan.profile_zero is not None:
             # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
@@ -356,8 +365,9 @@ def _blocks(plan: _Plan, z_views: list, q_views: Any) -> list:
         q_view = None if q_views is None else q_views[i]
         for first in range(0, rows, step):
             last = min(first + step, rows)
-            tasks.append((offset + first, offset + last, z_view[first:last],
-                          None if q_view is None else q_view[first:last]))
+            tasks.append(
+                (offset + first, offset + last, z_view[first:last], None if q_view is None else q_view[first:last])
+            )
         offset += rows
     return tasks
 
@@ -382,11 +392,12 @@ def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
         except BaseException as exc:  # re-raised in the calling thread
             errors.append(exc)
 
-    helpers = [threading.Thread(target=work, args=(tasks[bounds[i]:bounds[i + 1]],), daemon=True)
-               for i in range(threads - 1)]
+    helpers = [
+        threading.Thread(target=work, args=(tasks[bounds[i] : bounds[i + 1]],), daemon=True) for i in range(threads - 1)
+    ]
     for helper in helpers:
         helper.start()
-    work(tasks[bounds[-2]:bounds[-1]])
+    work(tasks[bounds[-2] : bounds[-1]])
     for helper in helpers:
         helper.join()
     if errors:
@@ -415,8 +426,13 @@ def _label_coefficients(plan: _Plan) -> None:
             true_profile = profile[plan.labels].astype(np.float64)
     plan.profile = profile
     plan.coefficients = _core.label_coefficients(
-        epsilon, true_weight, prior_kind=prior_kind, num_allowed=plan.num_classes,
-        profile_sum=profile_sum, true_profile=true_profile)
+        epsilon,
+        true_weight,
+        prior_kind=prior_kind,
+        num_allowed=plan.num_classes,
+        profile_sum=profile_sum,
+        true_profile=true_profile,
+    )
     total, spread, true_part = _core.scaled_gradient_coefficients(plan.coefficients, plan.row_scale)
     plan.total_scaled = total
     plan.true_part = np.asarray(true_part).astype(plan.work)
@@ -427,8 +443,9 @@ def _label_coefficients(plan: _Plan) -> None:
 def _label_losses(plan: _Plan) -> Any:
     """Per-sample losses from the per-row sums (``_core.label_loss``)."""
     distance_h = None if plan.profile_shifted is None else -plan.profile_shifted
-    return _core.label_loss(plan.coefficients, plan.log_sum, plan.true_half, distance_h, plan.profile_scale,
-                            plan.problem.xp)
+    return _core.label_loss(
+        plan.coefficients, plan.log_sum, plan.true_half, distance_h, plan.profile_scale, plan.problem.xp
+    )
 
 
 def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
@@ -449,9 +466,18 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     with np.errstate(all="ignore"):
         row_scale = _assembly.row_scale(problem)
         block_rows = max(1, min(num_rows, _BLOCK_BYTES // (num_classes * z.itemsize)))
-        plan = _Plan(problem=problem, with_grad=with_grad, work=z.dtype, num_rows=num_rows,
-                     num_classes=num_classes, block_rows=block_rows, labels=labels,
-                     epsilon=epsilon, prior_row=prior, row_scale=row_scale)
+        plan = _Plan(
+            problem=problem,
+            with_grad=with_grad,
+            work=z.dtype,
+            num_rows=num_rows,
+            num_classes=num_classes,
+            block_rows=block_rows,
+            labels=labels,
+            epsilon=epsilon,
+            prior_row=prior,
+            row_scale=row_scale,
+        )
         # Every row is written by the block that holds it.
         plan.generic_loss = np.empty(num_rows)
         if labels is not None:
@@ -481,7 +507,7 @@ def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
             if grad_rows is not None:
                 grad_rows[ignored] = 0.0
 
-        loss, _ = _assembly.reduce(problem, per_sample.reshape(batch_shape + (1,)))
+        loss, _ = _assembly.reduce(problem, per_sample.reshape((*batch_shape, 1)))
 
     if grad_rows is None:
         return loss, None

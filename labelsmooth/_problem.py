@@ -112,10 +112,22 @@ def prepare(
     else:
         probabilities, target_poison = _probability_targets(targets, layout, allowed)
     return Problem(
-        xp=xp, logits=layout.class_last(xp.astype(logits, layout.work, copy=False)), labels=labels,
-        probabilities=probabilities, epsilon=epsilon, prior=prior, weight=weight, allowed=allowed,
-        num_allowed=num_allowed, ignored=ignored, poison=either_mask(poison, target_poison),
-        reduction=reduction, axis=layout.axis, ndim=logits.ndim, result_dtype=logits.dtype, acc=layout.acc,
+        xp=xp,
+        logits=layout.class_last(xp.astype(logits, layout.work, copy=False)),
+        labels=labels,
+        probabilities=probabilities,
+        epsilon=epsilon,
+        prior=prior,
+        weight=weight,
+        allowed=allowed,
+        num_allowed=num_allowed,
+        ignored=ignored,
+        poison=either_mask(poison, target_poison),
+        reduction=reduction,
+        axis=layout.axis,
+        ndim=logits.ndim,
+        result_dtype=logits.dtype,
+        acc=layout.acc,
     )
 
 
@@ -136,9 +148,14 @@ def _layout(logits: Any, targets: Any, options: tuple, axis: Any, xp: Any) -> _L
     logits_shape = tuple(logits.shape)
     work = compute_dtype(xp, logits.dtype)
     return _Layout(
-        xp=xp, axis=axis, num_classes=num_classes, logits_shape=logits_shape,
-        batch_shape=logits_shape[:axis] + logits_shape[axis + 1:], work=work,
-        acc=accumulation_dtype(xp, work, logits), eager=values_checkable(logits, targets, *array_options),
+        xp=xp,
+        axis=axis,
+        num_classes=num_classes,
+        logits_shape=logits_shape,
+        batch_shape=logits_shape[:axis] + logits_shape[axis + 1 :],
+        work=work,
+        acc=accumulation_dtype(xp, work, logits),
+        eager=values_checkable(logits, targets, *array_options),
     )
 
 
@@ -155,8 +172,10 @@ def _check_target_kind(targets: Any, logits: Any, layout: _Layout, ignore_index:
     if shape != layout.logits_shape:
         raise ValueError(_target_shape_message(shape, layout.logits_shape, layout.axis, integer=False))
     if targets.dtype != logits.dtype:
-        msg = (f"probability targets must have the logits' dtype {dtype_name(logits.dtype)}, got dtype "
-               f"{dtype_name(targets.dtype)} (cast one of them explicitly)")
+        msg = (
+            f"probability targets must have the logits' dtype {dtype_name(logits.dtype)}, got dtype "
+            f"{dtype_name(targets.dtype)} (cast one of them explicitly)"
+        )
         raise TypeError(msg)
     if ignore_index is not None:
         msg = f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index}"
@@ -166,10 +185,12 @@ def _check_target_kind(targets: Any, logits: Any, layout: _Layout, ignore_index:
 
 def _target_shape_message(targets_shape: tuple, logits_shape: tuple, axis: int, *, integer: bool) -> str:
     """Why ``targets`` does not fit ``logits``, with the fix when one is evident."""
-    batch_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    batch_shape = logits_shape[:axis] + logits_shape[axis + 1 :]
     if integer:
-        msg = (f"integer targets must have the logits' shape without the class axis, "
-               f"{batch_shape}, got shape {targets_shape}")
+        msg = (
+            f"integer targets must have the logits' shape without the class axis, "
+            f"{batch_shape}, got shape {targets_shape}"
+        )
     else:
         msg = f"probability targets must have the logits' shape {logits_shape}, got shape {targets_shape}"
         if targets_shape == batch_shape:
@@ -177,8 +198,10 @@ def _target_shape_message(targets_shape: tuple, logits_shape: tuple, axis: int, 
     if integer and len(logits_shape) > 2 and axis == len(logits_shape) - 1:
         channels_first = logits_shape[:1] + logits_shape[2:]
         if targets_shape == channels_first:
-            msg += (f" (for PyTorch's (N, C, d1, ...) layout pass axis=1: logits of shape "
-                    f"{logits_shape} with axis=1 take targets of shape {targets_shape})")
+            msg += (
+                f" (for PyTorch's (N, C, d1, ...) layout pass axis=1: logits of shape "
+                f"{logits_shape} with axis=1 take targets of shape {targets_shape})"
+            )
     return msg
 
 
@@ -199,9 +222,11 @@ def _where_mask(where: Any, layout: _Layout, prior: Any) -> tuple[Any, Any, Any]
     short = num_allowed < needed
     if layout.eager:
         if bool(xp.any(short)):
-            msg = (f"where must allow at least {int(needed)} class(es) in every row"
-                   f"{' for prior=' + repr(prior) if others else ''}, "
-                   f"got a row allowing {int(first_value(num_allowed, short, xp))}")
+            msg = (
+                f"where must allow at least {int(needed)} class(es) in every row"
+                f"{' for prior=' + repr(prior) if others else ''}, "
+                f"got a row allowing {int(first_value(num_allowed, short, xp))}"
+            )
             raise ValueError(msg)
         return allowed, num_allowed, None
     # Rows with too few allowed classes are NaN anyway; letting them see every class keeps
@@ -218,8 +243,7 @@ def _class_weight(weight: Any, layout: _Layout) -> Any:
         msg = f"weight must have a real dtype, got dtype {dtype_name(weight.dtype)}"
         raise TypeError(msg)
     if tuple(weight.shape) != (layout.num_classes,):
-        msg = (f"weight must have shape ({layout.num_classes},) (one weight per class), "
-               f"got shape {tuple(weight.shape)}")
+        msg = f"weight must have shape ({layout.num_classes},) (one weight per class), got shape {tuple(weight.shape)}"
         raise ValueError(msg)
     return xp.astype(weight, layout.work)
 
@@ -230,12 +254,12 @@ def _array_prior(prior: Any, layout: _Layout, allowed: Any) -> tuple[Any, Any]:
         return prior, None
     xp = layout.xp
     require_real_floating("prior", prior, xp)
-    moved_shape = layout.batch_shape + (layout.num_classes,)
+    moved_shape = (*layout.batch_shape, layout.num_classes)
     u = prior_rows(prior, layout.axis, len(layout.logits_shape), moved_shape, xp, layout.work)
     bad_prior = validate_prior_values(u, xp, -1)
     poison = None
     if bad_prior is not None:
-        poison = xp.broadcast_to(bad_prior[..., None], layout.batch_shape + (1,))
+        poison = xp.broadcast_to(bad_prior[..., None], (*layout.batch_shape, 1))
     if allowed is None:
         return u, poison
     # Masked classes get no smoothing mass: renormalise the prior over the rest.
@@ -243,8 +267,10 @@ def _array_prior(prior: Any, layout: _Layout, allowed: Any) -> tuple[Any, Any]:
     u_total = xp.sum(u, axis=-1, keepdims=True)
     no_mass = xp.logical_not(u_total > 0)
     if layout.eager and bool(xp.any(no_mass)):
-        msg = ("prior must give positive mass to at least one class allowed by where in "
-               "every row, got a row whose allowed classes have prior mass 0")
+        msg = (
+            "prior must give positive mass to at least one class allowed by where in "
+            "every row, got a row whose allowed classes have prior mass 0"
+        )
         raise ValueError(msg)
     if not layout.eager:
         poison = either_mask(poison, no_mass)
@@ -282,8 +308,9 @@ def _label_targets(targets: Any, layout: _Layout, ignore_index: int | None, allo
     return labels, None if ignored is None else ignored[..., None], poison
 
 
-def _labels_under_mask(labels: Any, comparable: Any, bad: Any, ignored: Any, allowed: Any,
-                       layout: _Layout) -> tuple[Any, Any]:
+def _labels_under_mask(
+    labels: Any, comparable: Any, bad: Any, ignored: Any, allowed: Any, layout: _Layout
+) -> tuple[Any, Any]:
     """Labels on masked classes refused (or marked bad); unused rows pointed at an allowed class."""
     xp = layout.xp
     label_allowed = _core._take_along_last(allowed, labels[..., None], xp)[..., 0]

@@ -47,7 +47,9 @@ def _resolve_float_dtype(xp: Any, dtype: Any, like: Any) -> Any:
     except (TypeError, ValueError, AttributeError):
         floating = False
     if not floating:
-        msg = f"dtype must be a real floating dtype of the array's namespace (such as xp.float32) or None, got {dtype!r}"
+        msg = (
+            f"dtype must be a real floating dtype of the array's namespace (such as xp.float32) or None, got {dtype!r}"
+        )
         raise TypeError(msg)
     return dtype
 
@@ -98,11 +100,10 @@ def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = 
     dtype = _resolve_float_dtype(xp, dtype, labels)
     axis = normalize_axis(axis, labels.ndim + 1)
     comparable, in_range, _ = label_masks(labels, num_classes, None, xp)
-    if values_checkable(labels):
-        if not bool(xp.all(in_range)):
-            bad = first_value(comparable, xp.logical_not(in_range), xp)
-            msg = f"labels must be in [0, {num_classes}) for num_classes={num_classes}, got a label of {bad}"
-            raise ValueError(msg)
+    if values_checkable(labels) and not bool(xp.all(in_range)):
+        bad = first_value(comparable, xp.logical_not(in_range), xp)
+        msg = f"labels must be in [0, {num_classes}) for num_classes={num_classes}, got a label of {bad}"
+        raise ValueError(msg)
     indices = safe_indices(comparable, in_range, xp)
     classes = xp.arange(num_classes, dtype=indices.dtype, device=device_of(labels))
     encoded = xp.astype(indices[..., None] == classes, dtype)
@@ -265,7 +266,7 @@ def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int
     axis = _require_classes("targets", targets, axis)
     check_prior_kind(prior)
     num_classes = targets.shape[axis]
-    batch_shape = tuple(targets.shape[:axis]) + tuple(targets.shape[axis + 1:])
+    batch_shape = tuple(targets.shape[:axis]) + tuple(targets.shape[axis + 1 :])
     epsilon = check_epsilon(epsilon, xp, batch_shape)
     work = compute_dtype(xp, targets.dtype)
     q = xp.moveaxis(xp.astype(targets, work, copy=False), axis, -1)
@@ -334,4 +335,3 @@ def soft_targets(
     q = one_hot(labels, num_classes, dtype=compute_dtype(xp, dtype), xp=xp)
     smoothed = _smooth_rows(q, epsilon, prior, num_classes, axis, labels.ndim + 1, xp, q.dtype)
     return _restore_axis(xp.astype(smoothed, dtype), axis, labels.ndim + 1, xp)
-

@@ -29,8 +29,7 @@ _WORK_DTYPES = {"torch.float32": np.float32, "torch.float64": np.float64}
 
 def _tensors(problem: Any) -> list:
     torch = sys.modules["torch"]
-    return [value for value in (getattr(problem, name) for name in _ARRAY_FIELDS)
-            if isinstance(value, torch.Tensor)]
+    return [value for value in (getattr(problem, name) for name in _ARRAY_FIELDS) if isinstance(value, torch.Tensor)]
 
 
 def eligible(problem: Any) -> bool:

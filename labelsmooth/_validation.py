@@ -38,8 +38,10 @@ def require_array(name: str, value: Any) -> None:
     if isinstance(value, np.ma.MaskedArray):
         # NumPy's array API ignores the mask: the numbers would be neither the plain
         # nor the masked result.
-        msg = (f"{name} must be an array without a mask, got a numpy.ma.MaskedArray "
-               f"(pass {name}.filled(...) or express the mask with where= / ignore_index=)")
+        msg = (
+            f"{name} must be an array without a mask, got a numpy.ma.MaskedArray "
+            f"(pass {name}.filled(...) or express the mask with where= / ignore_index=)"
+        )
         raise TypeError(msg)
     if not is_array_api_obj(value):
         msg = f"{name} must be an array, got {describe(value)}"
@@ -144,9 +146,7 @@ def epsilon_out_of_range(epsilon: Any, xp: Any) -> Any:
 
 
 def check_broadcastable(name: str, shape: tuple[int, ...], target: tuple[int, ...], what: str) -> None:
-    ok = len(shape) <= len(target) and all(
-        s in (1, t) for s, t in zip(reversed(shape), reversed(target))
-    )
+    ok = len(shape) <= len(target) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(target)))
     if not ok:
         msg = f"{name} must be broadcastable to {what} {target}, got shape {shape}"
         raise ValueError(msg)

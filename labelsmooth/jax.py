@@ -124,10 +124,12 @@ def cross_entropy(
             arrays[name] = jnp.asarray(value)
         else:
             _require_static_option(name, value)
-    static = tuple(sorted(
-        [(name, value) for name, value in options.items() if name not in arrays]
-        + [("axis", axis), ("ignore_index", ignore_index), ("reduction", reduction)]
-    ))
+    static = tuple(
+        sorted(
+            [(name, value) for name, value in options.items() if name not in arrays]
+            + [("axis", axis), ("ignore_index", ignore_index), ("reduction", reduction)]
+        )
+    )
     for name, value in static:
         _require_hashable(name, value)
     return _loss_with_analytic_jvp(static)(jnp.asarray(logits), jnp.asarray(targets), arrays)
@@ -244,9 +246,11 @@ class _Inputs:
 def _inputs(primals: tuple, tangents: tuple) -> tuple[_Inputs, set[str]]:
     """The inputs, and the names of those with a (floating, non-zero) tangent."""
     inputs = _Inputs(primals, tangents)
-    moving = {name for name, tangent in inputs.tangents.items()
-              if not isinstance(tangent, SymbolicZero)
-              and jnp.issubdtype(inputs.primals[name].dtype, jnp.inexact)}
+    moving = {
+        name
+        for name, tangent in inputs.tangents.items()
+        if not isinstance(tangent, SymbolicZero) and jnp.issubdtype(inputs.primals[name].dtype, jnp.inexact)
+    }
     return inputs, moving
 
 

@@ -89,10 +89,12 @@ def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any
         raise ValueError(msg)
     axis = normalize_axis(axis, probs.ndim)
     shape = tuple(probs.shape)
-    batch_shape = shape[:axis] + shape[axis + 1:]
+    batch_shape = shape[:axis] + shape[axis + 1 :]
     if tuple(labels.shape) != batch_shape:
-        msg = (f"labels must have the shape of probs without the class axis, {batch_shape}, "
-               f"got shape {tuple(labels.shape)}")
+        msg = (
+            f"labels must have the shape of probs without the class axis, {batch_shape}, "
+            f"got shape {tuple(labels.shape)}"
+        )
         raise ValueError(msg)
     num_classes = shape[axis]
     if num_classes < 1:
@@ -111,8 +113,10 @@ def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any
     poison = None
     if values_checkable(probs, labels):
         if bool(xp.any(bad_probs)):
-            msg = (f"probs must be probabilities in [0, 1] (apply softmax to logits first), "
-                   f"got a value of {first_value(probs, bad_probs, xp)}")
+            msg = (
+                f"probs must be probabilities in [0, 1] (apply softmax to logits first), "
+                f"got a value of {first_value(probs, bad_probs, xp)}"
+            )
             raise ValueError(msg)
         if bool(xp.any(bad_labels)):
             value = first_value(labels, bad_labels, xp)

@@ -40,10 +40,27 @@ class _AnalyticCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Any, targets: Any, epsilon: Any, prior: Any, weight: Any,
-                where: Any, axis: int, ignore_index: Any, reduction: str) -> Any:
-        options = {"epsilon": epsilon, "prior": prior, "weight": weight, "where": where,
-                   "axis": axis, "ignore_index": ignore_index, "reduction": reduction}
+    def forward(
+        ctx: Any,
+        logits: Any,
+        targets: Any,
+        epsilon: Any,
+        prior: Any,
+        weight: Any,
+        where: Any,
+        axis: int,
+        ignore_index: Any,
+        reduction: str,
+    ) -> Any:
+        options = {
+            "epsilon": epsilon,
+            "prior": prior,
+            "weight": weight,
+            "where": where,
+            "axis": axis,
+            "ignore_index": ignore_index,
+            "reduction": reduction,
+        }
         grad = None
         if ctx.needs_input_grad[0]:
             loss, grad = _losses.cross_entropy_with_grad(logits, targets, **options)
@@ -60,8 +77,9 @@ class _AnalyticCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
         grad, *saved = ctx.saved_tensors
         tensors = iter(saved)
-        inputs = [next(tensors) if is_tensor else constant
-                  for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)]
+        inputs = [
+            next(tensors) if is_tensor else constant for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)
+        ]
         wanted = ctx.needs_input_grad[:6]
         if torch.is_grad_enabled():
             grads = _differentiable_gradients(inputs, ctx.options, wanted, grad_output)
@@ -81,12 +99,12 @@ def _on_class_axis(grad_output: Any, logits: Any, options: dict[str, Any]) -> An
 
 def _plain_loss(inputs: list[Any], options: dict[str, Any]) -> Any:
     logits, targets, epsilon, prior, weight, where = inputs
-    return _losses.cross_entropy(logits, targets, epsilon=epsilon, prior=prior, weight=weight,
-                                 where=where, **options)
+    return _losses.cross_entropy(logits, targets, epsilon=epsilon, prior=prior, weight=weight, where=where, **options)
 
 
-def _autodiff_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any,
-                        *, create_graph: bool) -> list[Any]:
+def _autodiff_gradients(
+    inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any, *, create_graph: bool
+) -> list[Any]:
     """Autodiff of :func:`labelsmooth.cross_entropy` with respect to the ``wanted`` inputs.
 
     Without ``create_graph`` the inputs are detached, so that no graph reaches back into
@@ -101,8 +119,9 @@ def _autodiff_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any,
     with torch.enable_grad():
         loss = _plain_loss(inputs, options)
         if loss.requires_grad:
-            grads = iter(torch.autograd.grad(loss, chosen, grad_output, create_graph=create_graph,
-                                             materialize_grads=True))
+            grads = iter(
+                torch.autograd.grad(loss, chosen, grad_output, create_graph=create_graph, materialize_grads=True)
+            )
         else:
             # No wanted input reaches the loss (a prior with epsilon = 0): zero gradients.
             grads = iter([torch.zeros_like(value) for value in chosen])
@@ -129,8 +148,9 @@ def _differentiable_gradients(inputs: list[Any], options: dict[str, Any], wanted
         with torch.enable_grad():
             # Differentiating the analytic gradient needs only first derivatives of the
             # max-shifted softmax (autodiff of the loss would need its second ones).
-            grad = _losses.cross_entropy_grad(logits, targets, epsilon=epsilon, prior=prior, weight=weight,
-                                              where=where, **options)
+            grad = _losses.cross_entropy_grad(
+                logits, targets, epsilon=epsilon, prior=prior, weight=weight, where=where, **options
+            )
             grads[0] = grad * _on_class_axis(grad_output, logits, options)
     return grads
 
@@ -195,8 +215,9 @@ def cross_entropy(
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    return _AnalyticCrossEntropy.apply(logits, targets, as_python_scalar(epsilon), prior, weight, where,
-                                       axis, ignore_index, reduction)
+    return _AnalyticCrossEntropy.apply(
+        logits, targets, as_python_scalar(epsilon), prior, weight, where, axis, ignore_index, reduction
+    )
 
 
 class CrossEntropyLoss(nn.Module):
@@ -256,8 +277,10 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         label_smoothing, epsilon = as_python_scalar(label_smoothing), as_python_scalar(epsilon)
         if epsilon is not None and not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
-            msg = (f"give label_smoothing or epsilon, not both (they name the same option), "
-                   f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}")
+            msg = (
+                f"give label_smoothing or epsilon, not both (they name the same option), "
+                f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}"
+            )
             raise ValueError(msg)
         epsilon = label_smoothing if epsilon is None else epsilon
         self.ignore_index = ignore_index
@@ -282,16 +305,24 @@ class CrossEntropyLoss(nn.Module):
 
     def extra_repr(self) -> str:
         prior = self.prior if isinstance(self.prior, (str, type(None))) else "tensor"
-        return (f"label_smoothing={self.epsilon!r}, prior={prior!r}, ignore_index={self.ignore_index}, "
-                f"reduction={self.reduction!r}, axis={self.axis}")
+        return (
+            f"label_smoothing={self.epsilon!r}, prior={prior!r}, ignore_index={self.ignore_index}, "
+            f"reduction={self.reduction!r}, axis={self.axis}"
+        )
 
     def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:
         """Loss of ``input`` (logits) against ``target`` (class indices or probabilities)."""
         axis = 0 if input.ndim == 1 else self.axis
         return cross_entropy(
-            input, target, epsilon=self.epsilon, prior=self.prior, axis=axis,
-            weight=self.weight, ignore_index=_ignore_index_for(target, self.ignore_index),
-            where=self.where if where is None else where, reduction=self.reduction,
+            input,
+            target,
+            epsilon=self.epsilon,
+            prior=self.prior,
+            axis=axis,
+            weight=self.weight,
+            ignore_index=_ignore_index_for(target, self.ignore_index),
+            where=self.where if where is None else where,
+            reduction=self.reduction,
         )
 
 
@@ -301,7 +332,9 @@ def _ignore_index_for(target: Any, ignore_index: Any) -> Any:
         return ignore_index
     index = check_ignore_index(ignore_index)
     if index is not None and index >= 0:
-        msg = (f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index} "
-               f"(PyTorch accepts only a negative ignore_index with them, which has no effect)")
+        msg = (
+            f"ignore_index needs integer targets, got probability targets and ignore_index={ignore_index} "
+            f"(PyTorch accepts only a negative ignore_index with them, which has no effect)"
+        )
         raise ValueError(msg)
     return None

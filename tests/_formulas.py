@@ -32,8 +32,9 @@ def dense_smoothed(labels_or_probs, num_classes, epsilon, prior, allowed=None):
     return (1 - eps) * q + eps * u
 
 
-def cross_entropy_rows(logits, targets, *, epsilon=0.0, prior=None, weight=None,
-                       ignore_index=None, where=None, reduction="mean"):
+def cross_entropy_rows(
+    logits, targets, *, epsilon=0.0, prior=None, weight=None, ignore_index=None, where=None, reduction="mean"
+):
     """Loss and gradient of the dense definition, class axis last, float64."""
     z = np.asarray(logits, dtype=np.float64)
     num_classes = z.shape[-1]

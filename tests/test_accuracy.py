@@ -27,7 +27,7 @@ LOSS_RTOL_64 = 1e-13
 GRAD_ATOL_64 = 4.0  # in units of float64 machine epsilon
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact(name: str, dtype: str):
     case = CASES[name]
     z, y = case.inputs()
@@ -53,7 +53,7 @@ def test_float64_loss_and_gradient(name: str, path: str) -> None:
     assert result.grad_mean <= GRAD_ATOL_64, result
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _float32(name: str, path: str):
     table = {**accuracy.LABELSMOOTH_PATHS_32, **accuracy.FRAMEWORKS}
     impl, module = table[path]
@@ -76,14 +76,15 @@ def test_float32_no_worse_than_pytorch_and_optax(name: str, path: str) -> None:
 _TOO_COARSE_SHIFT = pytest.mark.xfail(
     strict=True,
     reason="z - max(z) is rounded to float32 before exp: in rows whose loss is log1p of a tiny "
-           "sum (confident, eps=0), exp turns that rounding (|z - m| * 2^-24) into a relative error "
-           "of several ulps",
+    "sum (confident, eps=0), exp turns that rounding (|z - m| * 2^-24) into a relative error "
+    "of several ulps",
 )
 
 
 @pytest.mark.parametrize("path", ["labelsmooth[numpy]", "labelsmooth[torch]"])
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_TOO_COARSE_SHIFT) if n.endswith("eps=0") else n for n in CASES])
+    "name", [pytest.param(n, marks=_TOO_COARSE_SHIFT) if n.endswith("eps=0") else n for n in CASES]
+)
 def test_float32_within_one_ulp(name: str, path: str) -> None:
     result = _float32(name, path)
     assert result.ulps_none <= 1.0, result
@@ -92,7 +93,9 @@ def test_float32_within_one_ulp(name: str, path: str) -> None:
 
 def test_benchmark_prints_its_tables(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(accuracy, "CASES", accuracy.CASES[:1])
-    monkeypatch.setattr(accuracy, "LABELSMOOTH_PATHS", {"labelsmooth[numpy]": accuracy.LABELSMOOTH_PATHS["labelsmooth[numpy]"]})
+    monkeypatch.setattr(
+        accuracy, "LABELSMOOTH_PATHS", {"labelsmooth[numpy]": accuracy.LABELSMOOTH_PATHS["labelsmooth[numpy]"]}
+    )
     monkeypatch.setattr(accuracy, "LABELSMOOTH_PATHS_32", accuracy.LABELSMOOTH_PATHS)
     monkeypatch.setattr(accuracy, "FRAMEWORKS", {"stand-in framework": (accuracy.labelsmooth_numpy, "numpy")})
     assert accuracy.main() == 0

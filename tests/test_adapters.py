@@ -39,8 +39,7 @@ def close(actual: object, desired: object, rtol: float = 2e-5, atol: float = 2e-
     with cancellation, ``p_y - q'_y``) are compared to ``rtol`` of the largest entry."""
     desired = np.asarray(desired, dtype=np.float64)
     largest = float(np.max(np.abs(desired[np.isfinite(desired)]), initial=0.0))
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol,
-                               atol=max(atol, rtol * largest))
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=rtol, atol=max(atol, rtol * largest))
 
 
 CASES = {
@@ -99,6 +98,7 @@ def test_docstring_examples(framework: str) -> None:
 
 # ================================================================= JAX
 
+
 class TestJax:
     @pytest.fixture(autouse=True)
     def _modules(self) -> None:
@@ -155,15 +155,21 @@ class TestJax:
         close(got[1], want[1], rtol=1e-5, atol=1e-8)
         # vmap of grad over single samples: the per-example gradients p - q'.
         per_example = jax.vmap(jax.grad(lambda a, b: self.ljax.cross_entropy(a, b, epsilon=EPSILON, axis=0)))(
-            jnp.asarray(data["logits"]), jnp.asarray(data["labels"]))
+            jnp.asarray(data["logits"]), jnp.asarray(data["labels"])
+        )
         close(per_example, cross_entropy_rows(data["logits"], data["labels"], epsilon=EPSILON, reduction="none")[1])
 
     def test_gradients_of_other_floating_inputs(self, data: dict[str, np.ndarray]) -> None:
         """Probability targets, epsilon, prior and weight: differentiated like the plain function."""
         jax, jnp = self.jax, self.jnp
         z = jnp.asarray(data["logits"])
-        args = (z, jnp.asarray(data["probs"]), jnp.asarray(data["eps"]), jnp.asarray(data["prior"]),
-                jnp.asarray(data["weight"]))
+        args = (
+            z,
+            jnp.asarray(data["probs"]),
+            jnp.asarray(data["eps"]),
+            jnp.asarray(data["prior"]),
+            jnp.asarray(data["weight"]),
+        )
 
         def make(ce):
             return lambda a, q, e, u, w: ce(a, q, epsilon=e, prior=u, weight=w)
@@ -227,10 +233,12 @@ class TestJax:
         labels_1h = optax.smooth_labels(jax.nn.one_hot(y, 4), 0.1)
         optax_loss = optax.softmax_cross_entropy(x @ params["w"] + params["b"], labels_1h).mean()
         assert float(optax_loss) == pytest.approx(
-            float(self.ljax.cross_entropy(x @ params["w"] + params["b"], y, epsilon=0.1)), rel=1e-5)
+            float(self.ljax.cross_entropy(x @ params["w"] + params["b"], y, epsilon=0.1)), rel=1e-5
+        )
 
 
 # ================================================================= PyTorch
+
 
 class TestTorch:
     @pytest.fixture(autouse=True)
@@ -302,7 +310,7 @@ class TestTorch:
 
     # ---- the nn.Module
 
-    MODULE_CASES = [
+    MODULE_CASES = (
         {},
         {"label_smoothing": 0.1},
         {"label_smoothing": 0.2, "reduction": "sum"},
@@ -310,7 +318,7 @@ class TestTorch:
         {"weight": True, "label_smoothing": 0.3},
         {"weight": True, "label_smoothing": 0.3, "ignore_index": 2},
         {"label_smoothing": 0.1, "ignore_index": 0, "reduction": "none"},
-    ]
+    )
 
     @pytest.mark.parametrize("kwargs", MODULE_CASES, ids=str)
     @pytest.mark.parametrize("shape", [(N, K), (3, K, 4), (K,)], ids=["NC", "NCd", "C"])
@@ -348,20 +356,24 @@ class TestTorch:
         torch = self.torch
         z, y = self.tensor(data["logits"]), self.tensor(data["labels"])
         loss = self.ltorch.CrossEntropyLoss(epsilon=0.2, prior="others", reduction="none")(z, y)
-        close(loss, cross_entropy_rows(data["logits"], data["labels"], epsilon=0.2, prior="others",
-                                       reduction="none")[0])
+        close(
+            loss, cross_entropy_rows(data["logits"], data["labels"], epsilon=0.2, prior="others", reduction="none")[0]
+        )
         prior = self.tensor(data["prior"])
         module = self.ltorch.CrossEntropyLoss(epsilon=self.tensor(data["eps"]), prior=prior)
         assert {name for name, _ in module.named_buffers()} == {"epsilon", "prior"}
-        close(module(z, y), cross_entropy_rows(data["logits"], data["labels"], epsilon=data["eps"],
-                                               prior=data["prior"])[0])
+        close(
+            module(z, y),
+            cross_entropy_rows(data["logits"], data["labels"], epsilon=data["eps"], prior=data["prior"])[0],
+        )
         allowed = np.ones(K, dtype=bool)
         allowed[MASKED] = False
         y_ok = np.where(np.isin(data["labels"], MASKED), 0, data["labels"])
         z_masked = data["logits"].copy()
         z_masked[:, MASKED[0]] = -np.inf
         got = self.ltorch.CrossEntropyLoss(label_smoothing=0.1)(
-            self.tensor(z_masked), self.tensor(y_ok), where=torch.from_numpy(allowed))
+            self.tensor(z_masked), self.tensor(y_ok), where=torch.from_numpy(allowed)
+        )
         close(got, cross_entropy_rows(z_masked, y_ok, epsilon=0.1, where=allowed)[0])
         assert repr(module).startswith("CrossEntropyLoss(")
         assert self.ltorch.CrossEntropyLoss(label_smoothing=0.3).label_smoothing == 0.3

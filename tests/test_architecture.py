@@ -88,8 +88,9 @@ def test_every_module_has_a_layer():
 
 
 def test_no_module_imports_one_above_it():
-    upward = [(unit, target) for unit, targets in _graph().items() for target in targets
-              if _layer(target) > _layer(unit)]
+    upward = [
+        (unit, target) for unit, targets in _graph().items() for target in targets if _layer(target) > _layer(unit)
+    ]
     assert upward == []
 
 

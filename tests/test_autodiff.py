@@ -9,14 +9,16 @@ import pytest
 
 import labelsmooth as ls
 
-OPTION_GRID = list(itertools.product(
-    [0.0, 0.2],                    # epsilon
-    [None, "others", "array"],     # prior
-    [False, True],                 # weight
-    [None, 1],                     # ignore_index
-    [False, True],                 # where
-    ["mean", "sum", "none"],       # reduction
-))
+OPTION_GRID = list(
+    itertools.product(
+        [0.0, 0.2],  # epsilon
+        [None, "others", "array"],  # prior
+        [False, True],  # weight
+        [None, 1],  # ignore_index
+        [False, True],  # where
+        ["mean", "sum", "none"],  # reduction
+    )
+)
 
 
 def make_case(rng, prior, weighted, ignore_index, with_where):
@@ -56,8 +58,10 @@ def test_torch_autograd_equals_analytic_gradient(rng, epsilon, prior, weighted, 
 
 
 @pytest.mark.parametrize("jit", [False, True])
-@pytest.mark.parametrize(("epsilon", "prior", "weighted", "ignore_index", "with_where", "reduction"),
-                         [c for c in OPTION_GRID if c[5] == "mean" or (c[0] and c[2] and c[3])])
+@pytest.mark.parametrize(
+    ("epsilon", "prior", "weighted", "ignore_index", "with_where", "reduction"),
+    [c for c in OPTION_GRID if c[5] == "mean" or (c[0] and c[2] and c[3])],
+)
 def test_jax_grad_equals_analytic_gradient(rng, jit, epsilon, prior, weighted, ignore_index, with_where, reduction):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy

@@ -62,10 +62,18 @@ def test_matches_torch_with_smoothed_targets(data, rng, reduction, eps, weight_s
     loss, grad = ls.binary_cross_entropy_with_grad(z, y, epsilon=eps, weight=weight, reduction=reduction)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-17)
-    np.testing.assert_allclose(ls.binary_cross_entropy(z, y, epsilon=eps, weight=weight, reduction=reduction),
-                               expected_loss, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(ls.binary_cross_entropy_grad(z, y, epsilon=eps, weight=weight, reduction=reduction),
-                               expected_grad, rtol=1e-12, atol=1e-17)
+    np.testing.assert_allclose(
+        ls.binary_cross_entropy(z, y, epsilon=eps, weight=weight, reduction=reduction),
+        expected_loss,
+        rtol=1e-13,
+        atol=1e-15,
+    )
+    np.testing.assert_allclose(
+        ls.binary_cross_entropy_grad(z, y, epsilon=eps, weight=weight, reduction=reduction),
+        expected_grad,
+        rtol=1e-12,
+        atol=1e-17,
+    )
 
 
 @pytest.mark.parametrize("targets_kind", ["float", "int", "bool", "soft"])
@@ -143,8 +151,9 @@ def test_gradient_equals_jax_grad(rng, reduction):
     expected = jax.grad(total)(z)
     grad = ls.binary_cross_entropy_grad(z, y, epsilon=0.15, weight=w, reduction=reduction)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(expected), rtol=1e-5, atol=1e-8)
-    jitted = jax.jit(lambda logits: ls.binary_cross_entropy_grad(logits, y, epsilon=0.15, weight=w,
-                                                                 reduction=reduction))(z)
+    jitted = jax.jit(
+        lambda logits: ls.binary_cross_entropy_grad(logits, y, epsilon=0.15, weight=w, reduction=reduction)
+    )(z)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(expected), rtol=1e-5, atol=1e-8)
 
 
@@ -194,8 +203,9 @@ def test_infinite_logits_follow_the_limit():
 
 def test_empty_mean_is_nan_like_torch():
     z = np.zeros((0, 3))
-    expected = F.binary_cross_entropy_with_logits(torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 3,
-                                                  dtype=torch.float64))
+    expected = F.binary_cross_entropy_with_logits(
+        torch.zeros(0, 3, dtype=torch.float64), torch.zeros(0, 3, dtype=torch.float64)
+    )
     assert np.isnan(float(expected))
     assert np.isnan(ls.binary_cross_entropy(z, z))
     assert ls.binary_cross_entropy(z, z, reduction="sum") == 0.0
@@ -235,8 +245,9 @@ def test_integer_targets_and_array_epsilon_on_every_backend(backend, rng):
     z = rng.normal(size=(3, 4))
     y = rng.integers(0, 2, size=(3, 4))
     eps = rng.uniform(0.0, 0.5, size=(3, 1))
-    loss = backend.call(ls.binary_cross_entropy, backend.asarray(z), backend.asarray(y),
-                        epsilon=backend.asarray(eps), reduction="none")
+    loss = backend.call(
+        ls.binary_cross_entropy, backend.asarray(z), backend.asarray(y), epsilon=backend.asarray(eps), reduction="none"
+    )
     expected, _ = numpy_reference(z, smoothed(y, eps), None, "none")
     result = backend.to_numpy(loss)
     np.testing.assert_allclose(result, expected, rtol=tolerance(result.dtype), atol=tolerance(result.dtype))
@@ -318,7 +329,9 @@ def test_errors_name_the_argument():
         ls.binary_cross_entropy(z, y, epsilon=np.array([[-0.1], [0.1]]))
     with pytest.raises(ValueError, match="reduction must be one of"):
         ls.binary_cross_entropy(z, y, reduction="batchmean")
-    with pytest.raises(ValueError, match=r"weight must be broadcastable to the logits' shape \(2, 3\), got shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must be broadcastable to the logits' shape \(2, 3\), got shape \(2,\)"
+    ):
         ls.binary_cross_entropy(z, y, weight=np.ones(2))
     with pytest.raises(TypeError, match="weight must have a real dtype"):
         ls.binary_cross_entropy(z, y, weight=np.ones(3, dtype=bool))

@@ -45,12 +45,14 @@ def test_demo_prints_the_worked_examples(capsys):
 
 
 def test_module_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "labelsmooth", "demo"], capture_output=True, text=True,
-                            check=False, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "labelsmooth", "demo"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "1.586 bits" in result.stdout
-    version = subprocess.run([sys.executable, "-m", "labelsmooth", "--version"], capture_output=True, text=True,
-                             check=False, timeout=120)
+    version = subprocess.run(
+        [sys.executable, "-m", "labelsmooth", "--version"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert version.returncode == 0 and version.stdout.strip() == f"labelsmooth {labelsmooth.__version__}"
 
 

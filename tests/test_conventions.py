@@ -43,12 +43,21 @@ def test_pytorch_weight_ignore_index_and_smoothing(backend, rng, reduction) -> N
     y[[2, 5]] = -100
     w = rng.uniform(0.2, 3.0, size=5)
     zt = torch.tensor(z, requires_grad=True)
-    expected = torch.nn.functional.cross_entropy(zt, torch.tensor(y), weight=torch.tensor(w), ignore_index=-100,
-                                                 reduction=reduction, label_smoothing=EPS)
+    expected = torch.nn.functional.cross_entropy(
+        zt, torch.tensor(y), weight=torch.tensor(w), ignore_index=-100, reduction=reduction, label_smoothing=EPS
+    )
     (expected_grad,) = torch.autograd.grad(expected.sum(), zt)
-    loss, grad = backend.to_numpy(backend.call(
-        ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(y), epsilon=EPS,
-        weight=backend.asarray(w), ignore_index=-100, reduction=reduction))
+    loss, grad = backend.to_numpy(
+        backend.call(
+            ls.cross_entropy_with_grad,
+            backend.asarray(z),
+            backend.asarray(y),
+            epsilon=EPS,
+            weight=backend.asarray(w),
+            ignore_index=-100,
+            reduction=reduction,
+        )
+    )
     assert_close(loss, expected)
     assert_close(grad, expected_grad)
 
@@ -60,10 +69,18 @@ def test_pytorch_class_axis_one_layout(backend, rng) -> None:
     y = rng.integers(0, 5, size=(2, 3, 4))
     y[0, 1, 2] = 7  # an ignore_index that is a valid-looking integer
     w = rng.uniform(0.5, 2.0, size=5)
-    expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(y), weight=torch.tensor(w),
-                                                 ignore_index=7, label_smoothing=0.2)
-    loss = backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(y), epsilon=0.2,
-                        weight=backend.asarray(w), ignore_index=7, axis=1)
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(z), torch.tensor(y), weight=torch.tensor(w), ignore_index=7, label_smoothing=0.2
+    )
+    loss = backend.call(
+        ls.cross_entropy,
+        backend.asarray(z),
+        backend.asarray(y),
+        epsilon=0.2,
+        weight=backend.asarray(w),
+        ignore_index=7,
+        axis=1,
+    )
     assert_close(backend.to_numpy(loss), expected)
 
 
@@ -74,10 +91,18 @@ def test_pytorch_probability_targets_mean_over_samples(backend, rng) -> None:
     q = rng.dirichlet(np.ones(5), size=(4, 3)).transpose(0, 2, 1)
     w = rng.uniform(0.5, 2.0, size=5)
     for reduction in ("mean", "none"):
-        expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(q), weight=torch.tensor(w),
-                                                     label_smoothing=0.3, reduction=reduction)
-        loss = backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(q), epsilon=0.3,
-                            weight=backend.asarray(w), axis=1, reduction=reduction)
+        expected = torch.nn.functional.cross_entropy(
+            torch.tensor(z), torch.tensor(q), weight=torch.tensor(w), label_smoothing=0.3, reduction=reduction
+        )
+        loss = backend.call(
+            ls.cross_entropy,
+            backend.asarray(z),
+            backend.asarray(q),
+            epsilon=0.3,
+            weight=backend.asarray(w),
+            axis=1,
+            reduction=reduction,
+        )
         assert_close(backend.to_numpy(loss), expected)
 
 
@@ -98,8 +123,12 @@ def test_pytorch_epsilon_range_differs() -> None:
     z, y = _logits_and_labels(rng)
     zt, yt = torch.tensor(z), torch.tensor(y)
     # PyTorch: a negative smoothing is silently no smoothing; above 1 is an error.
-    assert_close(torch.nn.functional.cross_entropy(zt, yt, label_smoothing=-0.5),
-                 torch.nn.functional.cross_entropy(zt, yt), rtol=0, atol=0)
+    assert_close(
+        torch.nn.functional.cross_entropy(zt, yt, label_smoothing=-0.5),
+        torch.nn.functional.cross_entropy(zt, yt),
+        rtol=0,
+        atol=0,
+    )
     with pytest.raises(RuntimeError, match="label_smoothing"):
         torch.nn.functional.cross_entropy(zt, yt, label_smoothing=1.5)
     # labelsmooth: both are a ValueError naming epsilon.
@@ -188,8 +217,7 @@ def test_scipy_softmax_family_defaults_to_the_whole_array(rng) -> None:
     x = rng.normal(size=(3, 4))
     np.testing.assert_allclose(ls.logsumexp(x), special.logsumexp(x, axis=-1), rtol=1e-15)
     np.testing.assert_allclose(ls.logsumexp(np.reshape(x, (-1,))), special.logsumexp(x), rtol=1e-15)
-    np.testing.assert_allclose(np.reshape(ls.softmax(np.reshape(x, (-1,))), x.shape), special.softmax(x),
-                               rtol=1e-14)
+    np.testing.assert_allclose(np.reshape(ls.softmax(np.reshape(x, (-1,))), x.shape), special.softmax(x), rtol=1e-14)
     assert not np.allclose(ls.softmax(x), special.softmax(x))
 
 
@@ -260,8 +288,9 @@ def test_keras_probabilities_are_clipped() -> None:
     # -log(1e-7), not +inf (labelsmooth takes logits only).
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=False)
     probabilities = np.asarray([[0.0, 0.5, 0.5]], dtype=np.float32)
-    assert_close(np.asarray(loss_fn(np.asarray([[1.0, 0.0, 0.0]], dtype=np.float32), probabilities)),
-                 np.float32(-np.log(1e-7)))
+    assert_close(
+        np.asarray(loss_fn(np.asarray([[1.0, 0.0, 0.0]], dtype=np.float32), probabilities)), np.float32(-np.log(1e-7))
+    )
 
 
 # --- TF v1 tf.compat.v1.losses.softmax_cross_entropy (formula from its source) ---------------------
@@ -287,8 +316,9 @@ def test_tf_v1_softmax_cross_entropy() -> None:
     # Per-sample weights: weight the per-sample losses, divide by the count of non-zero weights.
     weights = np.asarray([1.0, 0.0, 2.0, 0.5, 0.0, 1.0])
     per_sample = ls.cross_entropy(z, y, epsilon=EPS, reduction="none")
-    assert_close((weights * per_sample).sum() / np.count_nonzero(weights),
-                 _tf_v1_softmax_cross_entropy(one_hot, z, weights, EPS))
+    assert_close(
+        (weights * per_sample).sum() / np.count_nonzero(weights), _tf_v1_softmax_cross_entropy(one_hot, z, weights, EPS)
+    )
     # No non-zero weight: TF gives 0; labelsmooth's all-ignored mean is NaN.
     assert _tf_v1_softmax_cross_entropy(one_hot, z, 0.0, EPS) == 0.0
     assert np.isnan(ls.cross_entropy(z, np.full(6, -1), epsilon=EPS, ignore_index=-1))
@@ -348,8 +378,15 @@ def test_fairseq_label_smoothed_nll_loss(backend, rng) -> None:
     y[0, 3] = y[2, 2] = y[2, 3] = pad
     lprobs = torch.log_softmax(torch.tensor(z), dim=-1)
     expected, _ = _fairseq_label_smoothed_nll_loss(lprobs, torch.tensor(y), EPS, ignore_index=pad)
-    loss = backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(y), epsilon=EPS, prior="others",
-                        ignore_index=pad, reduction="sum")
+    loss = backend.call(
+        ls.cross_entropy,
+        backend.asarray(z),
+        backend.asarray(y),
+        epsilon=EPS,
+        prior="others",
+        ignore_index=pad,
+        reduction="sum",
+    )
     assert_close(backend.to_numpy(loss), expected)
     # The true class keeps exactly 1 - eps; each other class (pad included) gets eps / (K - 1).
     q = ls.soft_targets(np.asarray([3]), 7, epsilon=EPS, prior="others")
@@ -424,7 +461,7 @@ def _liger_cross_entropy(x, target, *, label_smoothing, ignore_index=-100, weigh
     """Per row: lse = m + log d; loss = (1-eps) w_y (lse - x_y) + sum_k(-eps/K w_k x_k) + eps/K lse sum_k w_k;
     "mean" divides by the non-ignored count (or their summed weight); ignored rows store 0."""
     x = x.astype(np.float64)
-    n, k = x.shape
+    _n, k = x.shape
     keep = target != ignore_index
     w = np.ones(k) if weight is None else weight
     eps = label_smoothing / k
@@ -445,10 +482,13 @@ def test_liger_kernel_cross_entropy() -> None:
     z, y = _logits_and_labels(rng, n=8)
     y[[0, 4]] = -100
     w = rng.uniform(0.5, 2.0, size=5)
-    assert_close(ls.cross_entropy(z, y, epsilon=EPS, ignore_index=-100),
-                 _liger_cross_entropy(z, y, label_smoothing=EPS))
-    assert_close(ls.cross_entropy(z, y, epsilon=EPS, ignore_index=-100, weight=w),
-                 _liger_cross_entropy(z, y, label_smoothing=EPS, weight=w))
+    assert_close(
+        ls.cross_entropy(z, y, epsilon=EPS, ignore_index=-100), _liger_cross_entropy(z, y, label_smoothing=EPS)
+    )
+    assert_close(
+        ls.cross_entropy(z, y, epsilon=EPS, ignore_index=-100, weight=w),
+        _liger_cross_entropy(z, y, label_smoothing=EPS, weight=w),
+    )
     # All ignored: Liger sums zero rows to 0; labelsmooth (as PyTorch) gives NaN.
     all_ignored = np.full(8, -100)
     assert _liger_cross_entropy(z, all_ignored, label_smoothing=EPS) == 0.0

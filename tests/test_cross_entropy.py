@@ -39,12 +39,14 @@ def torch_reference(z, targets, *, epsilon, weight=None, ignore_index=None, redu
     return loss.detach().numpy(), grad.numpy()
 
 
-CASES = list(itertools.product(
-    [0.0, 0.1, 1.0],              # epsilon
-    [False, True],                # weighted
-    [None, 2],                    # ignore_index
-    ["mean", "sum", "none"],      # reduction
-))
+CASES = list(
+    itertools.product(
+        [0.0, 0.1, 1.0],  # epsilon
+        [False, True],  # weighted
+        [None, 2],  # ignore_index
+        ["mean", "sum", "none"],  # reduction
+    )
+)
 
 
 @pytest.mark.parametrize(("epsilon", "weighted", "ignore_index", "reduction"), CASES)
@@ -53,8 +55,9 @@ def test_integer_labels_match_pytorch(backend, rng, epsilon, weighted, ignore_in
     y = rng.integers(0, 5, size=7)
     y[1] = 2
     w = rng.uniform(0.2, 2.0, size=5) if weighted else None
-    ref_loss, ref_grad = torch_reference(z, y, epsilon=epsilon, weight=w,
-                                         ignore_index=ignore_index, reduction=reduction)
+    ref_loss, ref_grad = torch_reference(
+        z, y, epsilon=epsilon, weight=w, ignore_index=ignore_index, reduction=reduction
+    )
     options = {"epsilon": epsilon, "ignore_index": ignore_index, "reduction": reduction}
     if weighted:
         options["weight"] = backend.asarray(w)
@@ -68,7 +71,9 @@ def test_integer_labels_match_pytorch(backend, rng, epsilon, weighted, ignore_in
     np.testing.assert_allclose(grad_np, ref_grad, **tol)
     # The loss-only and gradient-only entry points agree with the combined one.
     np.testing.assert_allclose(backend.to_numpy(backend.call(ls.cross_entropy, zb, yb, **options)), ref_loss, **tol)
-    np.testing.assert_allclose(backend.to_numpy(backend.call(ls.cross_entropy_grad, zb, yb, **options)), ref_grad, **tol)
+    np.testing.assert_allclose(
+        backend.to_numpy(backend.call(ls.cross_entropy_grad, zb, yb, **options)), ref_grad, **tol
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -82,8 +87,9 @@ def test_probability_targets_match_pytorch(backend, rng, reduction, weighted, ep
     options = {"epsilon": epsilon, "reduction": reduction}
     if weighted:
         options["weight"] = backend.asarray(w)
-    loss, grad = backend.to_numpy(backend.call(
-        ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(q), **options))
+    loss, grad = backend.to_numpy(
+        backend.call(ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(q), **options)
+    )
     tol = tolerance(backend, grad)
     np.testing.assert_allclose(loss, ref_loss, **tol)
     np.testing.assert_allclose(grad, ref_grad, **tol)
@@ -102,8 +108,9 @@ def test_axis_one_layout_matches_pytorch(backend, rng, targets_kind):
     ref_loss, ref_grad = torch_reference(z, t, epsilon=0.15, **kwargs)
     if "weight" in kwargs:
         kwargs["weight"] = backend.asarray(kwargs["weight"])
-    loss, grad = backend.to_numpy(backend.call(
-        ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(t), epsilon=0.15, axis=1, **kwargs))
+    loss, grad = backend.to_numpy(
+        backend.call(ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(t), epsilon=0.15, axis=1, **kwargs)
+    )
     tol = tolerance(backend, grad)
     np.testing.assert_allclose(loss, ref_loss, **tol)
     np.testing.assert_allclose(grad, ref_grad, **tol)
@@ -127,8 +134,15 @@ def test_prior_others_matches_fairseq(backend, rng):
     y = rng.integers(0, 6, size=9)
     y[[0, 4]] = 1  # the pad symbol
     expected = fairseq_label_smoothed_nll_loss(log_softmax(z, axis=-1), y, 0.1, ignore_index=1)
-    loss = backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(y),
-                        epsilon=0.1, prior="others", ignore_index=1, reduction="sum")
+    loss = backend.call(
+        ls.cross_entropy,
+        backend.asarray(z),
+        backend.asarray(y),
+        epsilon=0.1,
+        prior="others",
+        ignore_index=1,
+        reduction="sum",
+    )
     loss_np = backend.to_numpy(loss)
     np.testing.assert_allclose(loss_np, expected, **tolerance(backend, loss_np))
 
@@ -164,14 +178,16 @@ def test_options_match_dense_definition(backend, rng, prior_kind, with_where, ta
         prior = rng.dirichlet(np.ones(k))
     epsilon = rng.uniform(0, 1, size=n)
     weight = rng.uniform(0.5, 2.0, size=k)
-    ref_loss, ref_grad = cross_entropy_rows(z, targets, epsilon=epsilon, prior=prior, weight=weight,
-                                            where=where, reduction="none")
+    ref_loss, ref_grad = cross_entropy_rows(
+        z, targets, epsilon=epsilon, prior=prior, weight=weight, where=where, reduction="none"
+    )
     options = {"epsilon": backend.asarray(epsilon), "weight": backend.asarray(weight), "reduction": "none"}
     if where is not None:
         options["where"] = backend.asarray(where)
     options["prior"] = backend.asarray(prior) if prior_kind == "array" else prior
-    loss, grad = backend.to_numpy(backend.call(
-        ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(targets), **options))
+    loss, grad = backend.to_numpy(
+        backend.call(ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(targets), **options)
+    )
     tol = tolerance(backend, grad)
     np.testing.assert_allclose(loss, ref_loss, **tol)
     np.testing.assert_allclose(grad, ref_grad, **tol)
@@ -181,12 +197,18 @@ def test_per_sample_epsilon_matches_pytorch_per_row(backend, rng):
     z = rng.normal(size=(5, 7))
     y = rng.integers(0, 7, size=5)
     eps = np.array([0.0, 0.1, 0.5, 0.9, 1.0])
-    rows = [torch_reference(z[i:i + 1], y[i:i + 1], epsilon=float(eps[i]), reduction="none") for i in range(5)]
+    rows = [torch_reference(z[i : i + 1], y[i : i + 1], epsilon=float(eps[i]), reduction="none") for i in range(5)]
     ref_loss = np.concatenate([r[0] for r in rows])
     ref_grad = np.concatenate([r[1] for r in rows])
-    loss, grad = backend.to_numpy(backend.call(
-        ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(y),
-        epsilon=backend.asarray(eps), reduction="none"))
+    loss, grad = backend.to_numpy(
+        backend.call(
+            ls.cross_entropy_with_grad,
+            backend.asarray(z),
+            backend.asarray(y),
+            epsilon=backend.asarray(eps),
+            reduction="none",
+        )
+    )
     tol = tolerance(backend, grad)
     np.testing.assert_allclose(loss, ref_loss, **tol)
     np.testing.assert_allclose(grad, ref_grad, **tol)
@@ -195,15 +217,17 @@ def test_per_sample_epsilon_matches_pytorch_per_row(backend, rng):
 def test_shift_invariance_to_float64_rounding(backend, rng):
     z = rng.normal(size=(16, 10))
     y = rng.integers(0, 10, size=16)
-    loss = backend.to_numpy(backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(y),
-                                         epsilon=0.1, reduction="none"))
+    loss = backend.to_numpy(
+        backend.call(ls.cross_entropy, backend.asarray(z), backend.asarray(y), epsilon=0.1, reduction="none")
+    )
     if loss.dtype != np.float64:
         pytest.skip("this backend computes in float32 here")
     # 1e6 + z is not exactly representable: compare with the shifted inputs as rounded.
     shifted = z + 1e6
     ref_loss, _ = cross_entropy_rows(shifted - 1e6, y, epsilon=0.1, reduction="none")
-    loss_shifted = backend.to_numpy(backend.call(ls.cross_entropy, backend.asarray(shifted), backend.asarray(y),
-                                                 epsilon=0.1, reduction="none"))
+    loss_shifted = backend.to_numpy(
+        backend.call(ls.cross_entropy, backend.asarray(shifted), backend.asarray(y), epsilon=0.1, reduction="none")
+    )
     np.testing.assert_allclose(loss_shifted, ref_loss, rtol=1e-14, atol=0)
 
 

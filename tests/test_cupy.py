@@ -78,10 +78,16 @@ def test_softmax_family_and_targets(device: Any, data: dict[str, np.ndarray], dt
     check(ls.one_hot(yc, K, dtype=dtype), eye, dtype)
     check(ls.one_hot(yc, K), eye, cupy.float64)
     check(ls.smooth_labels(qc, EPSILON), (1 - EPSILON) * q64 + EPSILON / K, dtype)
-    check(ls.smooth_labels(qc, EPSILON, prior=on_device(data["prior"].astype(dtype))),
-          (1 - EPSILON) * q64 + EPSILON * data["prior"].astype(dtype), dtype)
-    check(ls.soft_targets(yc, K, epsilon=on_device(data["eps"]), prior="others", dtype=dtype),
-          (1 - data["eps"][:, None]) * eye + data["eps"][:, None] * (1 - eye) / (K - 1), dtype)
+    check(
+        ls.smooth_labels(qc, EPSILON, prior=on_device(data["prior"].astype(dtype))),
+        (1 - EPSILON) * q64 + EPSILON * data["prior"].astype(dtype),
+        dtype,
+    )
+    check(
+        ls.soft_targets(yc, K, epsilon=on_device(data["eps"]), prior="others", dtype=dtype),
+        (1 - data["eps"][:, None]) * eye + data["eps"][:, None] * (1 - eye) / (K - 1),
+        dtype,
+    )
 
 
 OPTIONS = {
@@ -98,8 +104,7 @@ OPTIONS = {
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("case", OPTIONS)
-def test_losses_and_gradients(device: Any, data: dict[str, np.ndarray], case: str, reduction: str,
-                              dtype: Any) -> None:
+def test_losses_and_gradients(device: Any, data: dict[str, np.ndarray], case: str, reduction: str, dtype: Any) -> None:
     z = data["logits"].astype(dtype)
     y = data["labels"].copy()
     allowed = np.ones(K, dtype=bool)
@@ -130,8 +135,9 @@ def test_losses_and_gradients(device: Any, data: dict[str, np.ndarray], case: st
 def test_probability_targets_and_class_axis(device: Any, data: dict[str, np.ndarray]) -> None:
     z, q = data["logits"], data["probs"]
     ref_loss, ref_grad = cross_entropy_rows(z, q, epsilon=EPSILON, weight=data["weight"])
-    loss, grad = ls.cross_entropy_with_grad(on_device(z.T.copy()), on_device(q.T.copy()), epsilon=EPSILON,
-                                            weight=on_device(data["weight"]), axis=0)
+    loss, grad = ls.cross_entropy_with_grad(
+        on_device(z.T.copy()), on_device(q.T.copy()), epsilon=EPSILON, weight=on_device(data["weight"]), axis=0
+    )
     check(loss, ref_loss, cupy.float64)
     check(grad, ref_grad.T, cupy.float64)
 

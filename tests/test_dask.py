@@ -40,8 +40,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dask_larger_than_m
 
 # ---------------------------------------------------------------- independent references
 
-def torch_loss_and_grad(logits: np.ndarray, targets: np.ndarray, *, axis: int = -1,
-                        **options: Any) -> tuple[np.ndarray, np.ndarray]:
+
+def torch_loss_and_grad(
+    logits: np.ndarray, targets: np.ndarray, *, axis: int = -1, **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch's loss (class axis 1) and its autograd gradient, in float64."""
     z = torch.tensor(np.moveaxis(logits, axis, 1), dtype=torch.float64, requires_grad=True)
     t = torch.from_numpy(targets if targets.dtype.kind in "iu" else np.moveaxis(targets, axis, 1).copy())
@@ -94,20 +96,21 @@ def computed(result: Any) -> Any:
 
 # ---------------------------------------------------------------- softmax family, targets
 
+
 @pytest.mark.parametrize("chunking", CHUNKINGS)
 def test_softmax_family_lazy_and_equal_to_scipy(data: dict[str, np.ndarray], chunking: str) -> None:
     z = data["logits"]
     dz = chunked(z, CHUNKINGS[chunking])
     np.testing.assert_allclose(computed(lazily(ls.logsumexp, dz)), special.logsumexp(z, axis=-1), rtol=1e-13)
-    np.testing.assert_allclose(computed(lazily(ls.logsumexp, dz, keepdims=True)),
-                               special.logsumexp(z, axis=-1, keepdims=True), rtol=1e-13)
-    np.testing.assert_allclose(computed(lazily(ls.log_softmax, dz)), special.log_softmax(z, axis=-1),
-                               rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(computed(lazily(ls.softmax, dz)), special.softmax(z, axis=-1),
-                               rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(
+        computed(lazily(ls.logsumexp, dz, keepdims=True)), special.logsumexp(z, axis=-1, keepdims=True), rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        computed(lazily(ls.log_softmax, dz)), special.log_softmax(z, axis=-1), rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_allclose(computed(lazily(ls.softmax, dz)), special.softmax(z, axis=-1), rtol=1e-12, atol=1e-16)
     # axis=0: the reduction runs across the row chunks instead.
-    np.testing.assert_allclose(computed(lazily(ls.logsumexp, dz, axis=0)), special.logsumexp(z, axis=0),
-                               rtol=1e-13)
+    np.testing.assert_allclose(computed(lazily(ls.logsumexp, dz, axis=0)), special.logsumexp(z, axis=0), rtol=1e-13)
 
 
 @pytest.mark.parametrize("chunking", CHUNKINGS)
@@ -117,20 +120,29 @@ def test_targets_lazy_and_equal_to_formula(data: dict[str, np.ndarray], chunking
     eye = np.eye(K)[y]
     np.testing.assert_array_equal(computed(lazily(ls.one_hot, dy, K)), eye)
     np.testing.assert_array_equal(computed(lazily(ls.one_hot, dy, K, axis=0)), eye.T)
-    np.testing.assert_allclose(computed(lazily(ls.smooth_labels, dq, EPSILON)),
-                               (1 - EPSILON) * q + EPSILON / K, rtol=1e-14)
-    np.testing.assert_allclose(computed(lazily(ls.smooth_labels, dq, EPSILON, prior="others")),
-                               (1 - EPSILON) * q + EPSILON * (1 - q) / (K - 1), rtol=1e-14)
+    np.testing.assert_allclose(
+        computed(lazily(ls.smooth_labels, dq, EPSILON)), (1 - EPSILON) * q + EPSILON / K, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        computed(lazily(ls.smooth_labels, dq, EPSILON, prior="others")),
+        (1 - EPSILON) * q + EPSILON * (1 - q) / (K - 1),
+        rtol=1e-14,
+    )
     prior = data["prior"]
     np.testing.assert_allclose(
         computed(lazily(ls.smooth_labels, dq, EPSILON, prior=da.from_array(prior, chunks=CHUNKINGS[chunking][1]))),
-        (1 - EPSILON) * q + EPSILON * prior, rtol=1e-14)
-    np.testing.assert_allclose(computed(lazily(ls.soft_targets, dy, K, epsilon=EPSILON)),
-                               (1 - EPSILON) * eye + EPSILON / K, rtol=1e-14)
+        (1 - EPSILON) * q + EPSILON * prior,
+        rtol=1e-14,
+    )
+    np.testing.assert_allclose(
+        computed(lazily(ls.soft_targets, dy, K, epsilon=EPSILON)), (1 - EPSILON) * eye + EPSILON / K, rtol=1e-14
+    )
     eps = data["eps"]
     np.testing.assert_allclose(
         computed(lazily(ls.soft_targets, dy, K, epsilon=chunked(eps, CHUNKINGS[chunking]), prior="others")),
-        (1 - eps[:, None]) * eye + eps[:, None] * (1 - eye) / (K - 1), rtol=1e-14)
+        (1 - eps[:, None]) * eye + eps[:, None] * (1 - eye) / (K - 1),
+        rtol=1e-14,
+    )
 
 
 # ---------------------------------------------------------------- losses and gradients
@@ -176,12 +188,12 @@ def test_label_losses_equal_torch(data: dict[str, np.ndarray], chunking: str, ca
 def test_probability_targets_equal_torch(data: dict[str, np.ndarray], chunking: str, reduction: str) -> None:
     chunks = CHUNKINGS[chunking]
     z, q = data["logits"], data["probs"]
-    ref_loss, ref_grad = torch_loss_and_grad(z, q, reduction=reduction, label_smoothing=EPSILON,
-                                             weight=data["weight"])
+    ref_loss, ref_grad = torch_loss_and_grad(z, q, reduction=reduction, label_smoothing=EPSILON, weight=data["weight"])
     dz, dq = chunked(z, chunks), chunked(q, chunks)
     weight = da.from_array(data["weight"], chunks=chunks[1])
-    loss, grad = dask.compute(*lazily(ls.cross_entropy_with_grad, dz, dq, epsilon=EPSILON, weight=weight,
-                                      reduction=reduction))
+    loss, grad = dask.compute(
+        *lazily(ls.cross_entropy_with_grad, dz, dq, epsilon=EPSILON, weight=weight, reduction=reduction)
+    )
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-15)
 
@@ -218,8 +230,9 @@ def test_where_mask_equals_slicing_the_class_out(data: dict[str, np.ndarray], ch
     y_kept = np.searchsorted(kept, y)
     ref_loss, ref_grad = torch_loss_and_grad(z[:, kept], y_kept, label_smoothing=EPSILON)
     where = da.from_array(np.broadcast_to(keep, (N, K)).copy(), chunks=chunks)
-    loss, grad = dask.compute(*lazily(ls.cross_entropy_with_grad, chunked(z, chunks), chunked(y, chunks),
-                                      epsilon=EPSILON, where=where))
+    loss, grad = dask.compute(
+        *lazily(ls.cross_entropy_with_grad, chunked(z, chunks), chunked(y, chunks), epsilon=EPSILON, where=where)
+    )
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
     np.testing.assert_allclose(grad[:, kept], ref_grad, rtol=1e-11, atol=1e-15)
     np.testing.assert_array_equal(grad[:, ~keep], 0.0)
@@ -261,8 +274,9 @@ def test_invalid_values_poison_the_result_instead_of_computing(data: dict[str, n
     assert np.isnan(computed(lazily(ls.one_hot, dy, K))[4]).all()
     eps = data["eps"].copy()
     eps[2] = 1.5
-    loss = computed(lazily(ls.cross_entropy, dz, chunked(data["labels"], (5, 3)), epsilon=chunked(eps, (5, 3)),
-                           reduction="none"))
+    loss = computed(
+        lazily(ls.cross_entropy, dz, chunked(data["labels"], (5, 3)), epsilon=chunked(eps, (5, 3)), reduction="none")
+    )
     assert np.isnan(loss[2]) and np.isfinite(np.delete(loss, 2)).all()
 
 
@@ -285,10 +299,18 @@ CLUSTER_TIMEOUT = 30  # seconds, for each result and for the cluster's start
 def client() -> Any:
     """Two single-threaded worker processes on the loopback interface, for this module."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, memory_limit="1GB", timeout=CLUSTER_TIMEOUT,
-    ) as cluster, distributed.Client(cluster, set_as_default=False, timeout=CLUSTER_TIMEOUT) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit="1GB",
+            timeout=CLUSTER_TIMEOUT,
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False, timeout=CLUSTER_TIMEOUT) as client,
+    ):
         yield client
 
 
@@ -305,8 +327,10 @@ def test_losses_on_local_cluster_equal_torch(client: Any, data: dict[str, np.nda
     weight = da.from_array(data["weight"], chunks=chunks[1])
     options = {"epsilon": EPSILON, "weight": weight, "ignore_index": 3}
     dz, dy = chunked(z, chunks), chunked(y, chunks)
-    loss, (loss2, grad) = lazily(ls.cross_entropy, dz, dy, **options), lazily(
-        ls.cross_entropy_with_grad, dz, dy, **options)
+    loss, (loss2, grad) = (
+        lazily(ls.cross_entropy, dz, dy, **options),
+        lazily(ls.cross_entropy_with_grad, dz, dy, **options),
+    )
     loss, loss2, grad = on_cluster(client, loss, loss2, grad)
     ref_loss, ref_grad = torch_loss_and_grad(z, y, label_smoothing=EPSILON, weight=data["weight"], ignore_index=3)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
@@ -319,14 +343,22 @@ def test_softmax_family_and_targets_on_local_cluster(client: Any, data: dict[str
     z, y = data["logits"], data["labels"]
     dz, dy = chunked(z, (5, 3)), chunked(y, (5, 3))
     results = on_cluster(
-        client, lazily(ls.logsumexp, dz), lazily(ls.log_softmax, dz), lazily(ls.softmax, dz),
-        lazily(ls.one_hot, dy, K), lazily(ls.soft_targets, dy, K, epsilon=EPSILON),
+        client,
+        lazily(ls.logsumexp, dz),
+        lazily(ls.log_softmax, dz),
+        lazily(ls.softmax, dz),
+        lazily(ls.one_hot, dy, K),
+        lazily(ls.soft_targets, dy, K, epsilon=EPSILON),
         lazily(ls.smooth_labels, lazily(ls.one_hot, dy, K), EPSILON, prior="others"),
     )
     eye = np.eye(K)[y]
     expected = [
-        special.logsumexp(z, axis=-1), special.log_softmax(z, axis=-1), special.softmax(z, axis=-1),
-        eye, (1 - EPSILON) * eye + EPSILON / K, (1 - EPSILON) * eye + EPSILON * (1 - eye) / (K - 1),
+        special.logsumexp(z, axis=-1),
+        special.log_softmax(z, axis=-1),
+        special.softmax(z, axis=-1),
+        eye,
+        (1 - EPSILON) * eye + EPSILON / K,
+        (1 - EPSILON) * eye + EPSILON * (1 - eye) / (K - 1),
     ]
     for got, want in zip(results, expected):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
@@ -340,7 +372,10 @@ def test_larger_than_memory_example_small_mode(tmp_path: Path, strategy: str) ->
     out = tmp_path / "result.json"
     completed = subprocess.run(
         [sys.executable, str(EXAMPLE), "--small", "--no-progress", "--strategy", strategy, "--json", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -350,8 +385,9 @@ def test_larger_than_memory_example_small_mode(tmp_path: Path, strategy: str) ->
         from dask_larger_than_memory import make_inputs
     finally:
         sys.path.remove(str(EXAMPLE.parent))
-    logits, labels = dask.compute(*make_inputs(result["rows"], result["classes"], result["chunk_rows"],
-                                               result["seed"]), scheduler="sync")
+    logits, labels = dask.compute(
+        *make_inputs(result["rows"], result["classes"], result["chunk_rows"], result["seed"]), scheduler="sync"
+    )
     assert logits.shape == (result["rows"], result["classes"]) and logits.dtype == np.float32
     loss, grad = torch_loss_and_grad(logits.astype(np.float64), labels, label_smoothing=result["epsilon"])
     assert result["loss"] == pytest.approx(float(loss), rel=1e-6)

@@ -22,6 +22,7 @@ LOSSES = ("cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad")
 
 # --- independent references -------------------------------------------------------------
 
+
 def smoothed_targets(targets, num_classes, epsilon, prior=None, allowed=None):
     """q' = (1 - eps) q + eps u, class axis last, float64; u restricted to allowed classes."""
     targets = np.asarray(targets)
@@ -72,6 +73,7 @@ def call(b, name, *arrays, **options):
 
 # --- NaN ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("targets_kind", ["labels", "probabilities"])
 @pytest.mark.parametrize("epsilon", [0.0, 0.2])
 def test_nan_logit_stays_in_its_row(backend, rng, targets_kind, epsilon):
@@ -105,12 +107,15 @@ def test_nan_logit_on_a_masked_class_is_excluded(backend, rng):
     allowed = np.array([True, True, True, False])
     labels = np.array([0, 1, 2])
     loss, grad = call(backend, "cross_entropy_with_grad", z, labels, epsilon=0.1, where=allowed, reduction="none")
-    ref_loss, ref_grad = reference(np.where(allowed, z, 0.0), smoothed_targets(labels, 4, 0.1, allowed=allowed), allowed)
+    ref_loss, ref_grad = reference(
+        np.where(allowed, z, 0.0), smoothed_targets(labels, 4, 0.1, allowed=allowed), allowed
+    )
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
 
 
 # --- empty batch and fully ignored batch -------------------------------------------------
+
 
 @pytest.mark.parametrize(("shape", "axis"), [((0, 5), -1), ((2, 0, 5), -1), ((3, 5, 0), 1)])
 @pytest.mark.parametrize("targets_kind", ["labels", "probabilities"])
@@ -159,21 +164,33 @@ def test_every_sample_ignored_matches_pytorch_gradient():
 
 # --- one class ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("epsilon", [0.3, 1.0])
 def test_single_class_gives_zero_loss_and_gradient(backend, epsilon):
     z = np.array([[3.0], [-2.0], [1e4]])
-    for targets, prior in ((np.zeros(3, dtype=np.int64), None), (np.ones((3, 1)), None),
-                           (np.zeros(3, dtype=np.int64), np.array([1.0]))):
+    for targets, prior in (
+        (np.zeros(3, dtype=np.int64), None),
+        (np.ones((3, 1)), None),
+        (np.zeros(3, dtype=np.int64), np.array([1.0])),
+    ):
         for reduction in ("none", "mean"):
-            loss, grad = call(backend, "cross_entropy_with_grad", z, targets, epsilon=epsilon, prior=prior,
-                              reduction=reduction)
+            loss, grad = call(
+                backend, "cross_entropy_with_grad", z, targets, epsilon=epsilon, prior=prior, reduction=reduction
+            )
             # p = 1 and q' = 1 exactly; T = (1 - eps) + eps may round one ulp off 1.
             assert np.all(loss == 0.0)
             np.testing.assert_allclose(grad, 0.0, atol=4 * np.finfo(grad.dtype).eps)
     # One allowed class out of three behaves as K = 1.
     allowed = np.array([[False, True, False]])
-    loss, grad = call(backend, "cross_entropy_with_grad", np.array([[5.0, -1.0, 2.0]]), np.array([1]),
-                      epsilon=epsilon, where=allowed, reduction="none")
+    loss, grad = call(
+        backend,
+        "cross_entropy_with_grad",
+        np.array([[5.0, -1.0, 2.0]]),
+        np.array([1]),
+        epsilon=epsilon,
+        where=allowed,
+        reduction="none",
+    )
     assert loss[0] == 0.0 and np.all(grad == 0.0)
 
 
@@ -193,19 +210,24 @@ def test_single_class_with_prior_others_is_refused(backend):
 NEG_INF_LOGITS = np.array([[-INF, 0.0, 1.0], [0.5, -INF, -1.0]])
 
 
-@pytest.mark.parametrize(("labels", "epsilon", "prior"), [
-    ([0, 1], 0.0, None),          # the true class itself is -inf
-    ([1, 0], 0.1, None),          # uniform smoothing puts eps/K on the -inf class
-    ([0, 1], 1.0, None),          # all mass is smoothing, some of it on the -inf class
-    ([0, 1], 0.9, "others"),      # the true class keeps 1 - eps > 0 under "others" too
-    ([1, 0], 0.3, "others"),      # "others" spreads onto the -inf class
-    ([1, 0], 0.5, "prior"),       # a prior with mass on the -inf class
-], ids=["label", "uniform", "eps1", "others-true", "others-spread", "prior"])
+@pytest.mark.parametrize(
+    ("labels", "epsilon", "prior"),
+    [
+        ([0, 1], 0.0, None),  # the true class itself is -inf
+        ([1, 0], 0.1, None),  # uniform smoothing puts eps/K on the -inf class
+        ([0, 1], 1.0, None),  # all mass is smoothing, some of it on the -inf class
+        ([0, 1], 0.9, "others"),  # the true class keeps 1 - eps > 0 under "others" too
+        ([1, 0], 0.3, "others"),  # "others" spreads onto the -inf class
+        ([1, 0], 0.5, "prior"),  # a prior with mass on the -inf class
+    ],
+    ids=["label", "uniform", "eps1", "others-true", "others-spread", "prior"],
+)
 def test_neg_inf_logit_with_target_mass_gives_inf_loss(backend, labels, epsilon, prior):
     labels = np.array(labels)
     prior_value = np.array([0.2, 0.3, 0.5]) if prior == "prior" else prior
-    loss, grad = call(backend, "cross_entropy_with_grad", NEG_INF_LOGITS, labels, epsilon=epsilon,
-                      prior=prior_value, reduction="none")
+    loss, grad = call(
+        backend, "cross_entropy_with_grad", NEG_INF_LOGITS, labels, epsilon=epsilon, prior=prior_value, reduction="none"
+    )
     assert np.all(loss == INF)
     # The gradient p - q' stays finite: the -inf class has p = 0.
     _, ref_grad = reference(NEG_INF_LOGITS, smoothed_targets(labels, 3, epsilon, prior_value))
@@ -223,18 +245,30 @@ def test_neg_inf_logit_with_probability_mass_gives_inf_loss(backend):
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
 
 
-@pytest.mark.parametrize(("labels", "epsilon", "prior", "weight"), [
-    ([1, 0], 0.0, None, None),                               # no smoothing: the -inf class has no mass
-    ([1, 0], 1.0, "prior", None),                            # a prior without mass on it
-    ([0, 1], 0.4, None, [0.0, 0.0, 1.0]),                    # a zero class weight removes its mass
-    ([2, 0], 0.0, None, None),
-], ids=["unsmoothed", "prior", "weight", "unsmoothed-2"])
+@pytest.mark.parametrize(
+    ("labels", "epsilon", "prior", "weight"),
+    [
+        ([1, 0], 0.0, None, None),  # no smoothing: the -inf class has no mass
+        ([1, 0], 1.0, "prior", None),  # a prior without mass on it
+        ([0, 1], 0.4, None, [0.0, 0.0, 1.0]),  # a zero class weight removes its mass
+        ([2, 0], 0.0, None, None),
+    ],
+    ids=["unsmoothed", "prior", "weight", "unsmoothed-2"],
+)
 def test_neg_inf_logit_without_target_mass_is_finite(backend, labels, epsilon, prior, weight):
     labels = np.array(labels)
     prior_value = np.array([0.0, 0.0, 1.0]) if prior == "prior" else prior
     weight_value = None if weight is None else np.array(weight)
-    loss, grad = call(backend, "cross_entropy_with_grad", NEG_INF_LOGITS, labels, epsilon=epsilon,
-                      prior=prior_value, weight=weight_value, reduction="none")
+    loss, grad = call(
+        backend,
+        "cross_entropy_with_grad",
+        NEG_INF_LOGITS,
+        labels,
+        epsilon=epsilon,
+        prior=prior_value,
+        weight=weight_value,
+        reduction="none",
+    )
     targets = smoothed_targets(labels, 3, epsilon, prior_value)
     w = np.ones(3) if weight is None else np.asarray(weight)
     # PyTorch's weighted form: c = w * q', loss = -sum c log p, gradient (sum c) p - c.
@@ -261,8 +295,9 @@ def test_masked_neg_inf_classes_give_finite_loss_and_zero_gradient(backend, rng,
         targets = np.where(allowed, rng.dirichlet(np.ones(6), size=4), 0.0)
         targets /= targets.sum(-1, keepdims=True)
     prior_value = rng.dirichlet(np.ones(6)) if prior == "array" else prior
-    loss, grad = call(backend, "cross_entropy_with_grad", z, targets, epsilon=0.2, prior=prior_value,
-                      where=allowed, reduction="none")
+    loss, grad = call(
+        backend, "cross_entropy_with_grad", z, targets, epsilon=0.2, prior=prior_value, where=allowed, reduction="none"
+    )
     ref_loss, ref_grad = reference(z, smoothed_targets(targets, 6, 0.2, prior_value, allowed), allowed)
     assert np.all(np.isfinite(loss)) and np.all(grad[~allowed] == 0.0)
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
@@ -272,8 +307,15 @@ def test_masked_neg_inf_classes_give_finite_loss_and_zero_gradient(backend, rng,
 def test_neg_inf_on_the_true_class_under_others_with_full_smoothing_is_finite(backend):
     # u = (1 - q)/(K - 1) and eps = 1 give the true class no mass: the exact loss is the
     # finite smoothing term over the other classes alone.
-    loss, grad = call(backend, "cross_entropy_with_grad", NEG_INF_LOGITS, np.array([0, 1]), epsilon=1.0,
-                      prior="others", reduction="none")
+    loss, grad = call(
+        backend,
+        "cross_entropy_with_grad",
+        NEG_INF_LOGITS,
+        np.array([0, 1]),
+        epsilon=1.0,
+        prior="others",
+        reduction="none",
+    )
     ref_loss, ref_grad = reference(NEG_INF_LOGITS, smoothed_targets(np.array([0, 1]), 3, 1.0, "others"))
     assert np.all(np.isfinite(ref_loss))
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
@@ -326,8 +368,15 @@ def test_pos_inf_logit_has_no_defined_softmax(backend):
 
 # --- logits of +-1e308 ------------------------------------------------------------------
 
-HUGE = np.array([[1e308, -1e308, 0.0], [-1e308, 1e308, 1e308], [1e308, 1e308, 1e308], [-1e308, -1e308, -1e308],
-                 [-1e308, 5.0, 1e308]])
+HUGE = np.array(
+    [
+        [1e308, -1e308, 0.0],
+        [-1e308, 1e308, 1e308],
+        [1e308, 1e308, 1e308],
+        [-1e308, -1e308, -1e308],
+        [-1e308, 5.0, 1e308],
+    ]
+)
 HUGE_LABELS = np.array([0, 1, 2, 0, 1])
 
 
@@ -358,10 +407,13 @@ def test_huge_logits_give_finite_gradients_and_exact_unsmoothed_losses(backend):
         else:
             np.testing.assert_allclose(loss[i], ref_loss, rtol=1e-15, atol=1e-300)
     lse = call(backend, "logsumexp", HUGE)
-    np.testing.assert_allclose(lse, [1e308, 1e308 + math.log(2), 1e308 + math.log(3), -1e308 + math.log(3), 1e308],
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        lse, [1e308, 1e308 + math.log(2), 1e308 + math.log(3), -1e308 + math.log(3), 1e308], rtol=1e-15
+    )
     p = call(backend, "softmax", HUGE)
-    np.testing.assert_allclose(p, [[1, 0, 0], [0, 0.5, 0.5], [1 / 3] * 3, [1 / 3] * 3, [0, 0, 1]], rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(
+        p, [[1, 0, 0], [0, 0.5, 0.5], [1 / 3] * 3, [1 / 3] * 3, [0, 0, 1]], rtol=1e-15, atol=1e-300
+    )
 
 
 @pytest.mark.parametrize("epsilon", [0.1, 1.0])
@@ -382,12 +434,15 @@ def test_huge_logits_with_smoothing_give_finite_gradients(backend, epsilon):
             np.testing.assert_allclose(loss[i], ref_loss, rtol=1e-15)
 
 
-@pytest.mark.parametrize(("logits", "label", "epsilon"), [
-    ([1e308, -1e308, 0.0], 0, 0.1),  # m - z_k itself beyond the largest float
-    ([1e308, -1e308, 0.0], 1, 0.5),  # ... on the true class, with a finite loss
-    ([1e308, 0.0, 0.0, 0.0], 0, 0.1),  # only the sum of the distances overflows
-    ([1e308, 0.0, 0.0, 0.0], 0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("logits", "label", "epsilon"),
+    [
+        ([1e308, -1e308, 0.0], 0, 0.1),  # m - z_k itself beyond the largest float
+        ([1e308, -1e308, 0.0], 1, 0.5),  # ... on the true class, with a finite loss
+        ([1e308, 0.0, 0.0, 0.0], 0, 0.1),  # only the sum of the distances overflows
+        ([1e308, 0.0, 0.0, 0.0], 0, 1.0),
+    ],
+)
 def test_huge_logit_spread_with_smoothing_gives_the_exact_loss(backend, logits, label, epsilon):
     if not has_float64(backend):
         pytest.skip("this backend computes in float32 here")
@@ -403,10 +458,16 @@ def test_huge_logit_spread_with_smoothing_gives_the_exact_loss(backend, logits, 
 
 # --- half precision ------------------------------------------------------------------------
 
+
 def half_dtypes(b):
-    names = {"torch": ["float16", "bfloat16"], "jax": ["float16", "bfloat16"], "jax_jit": ["float16", "bfloat16"],
-             "numpy": ["float16"], "numpy_readonly": ["float16"], "dask": ["float16"]}.get(b.name, [])
-    return names
+    return {
+        "torch": ["float16", "bfloat16"],
+        "jax": ["float16", "bfloat16"],
+        "jax_jit": ["float16", "bfloat16"],
+        "numpy": ["float16"],
+        "numpy_readonly": ["float16"],
+        "dask": ["float16"],
+    }.get(b.name, [])
 
 
 def as_half(b, x, name):
@@ -445,14 +506,15 @@ def test_half_precision_is_computed_in_float32_and_returned_in_kind(backend, rng
         return torch.tensor(values, dtype=torch.float64).to(torch_half).to(torch.float64).numpy()
 
     def ulps(values):
-        step = np.finfo(half_np).eps if half_np else 2.0 ** -7
-        return step * np.maximum(np.abs(values), 2.0 ** -14)
+        step = np.finfo(half_np).eps if half_np else 2.0**-7
+        return step * np.maximum(np.abs(values), 2.0**-14)
 
     yb = backend.asarray(labels)
     loss, grad = backend.call(ls.cross_entropy_with_grad, z_half, yb, epsilon=0.1, reduction="none")
     assert dtype_name(loss) == half and dtype_name(grad) == half
-    ref = torch.nn.functional.cross_entropy(torch.tensor(z_exact), torch.tensor(labels), label_smoothing=0.1,
-                                            reduction="none").numpy()
+    ref = torch.nn.functional.cross_entropy(
+        torch.tensor(z_exact), torch.tensor(labels), label_smoothing=0.1, reduction="none"
+    ).numpy()
     # At most one rounding away from the exact value: the work was done in float32 or wider.
     np.testing.assert_array_less(np.abs(to_float32(backend, loss) - cast_down(ref)), ulps(ref) * 1.01)
     ref_grad = smoothed_targets(labels, num_classes, 0.1)
@@ -460,10 +522,12 @@ def test_half_precision_is_computed_in_float32_and_returned_in_kind(backend, rng
     ref_grad = ref_grad / ref_grad.sum(-1, keepdims=True) - smoothed_targets(labels, num_classes, 0.1)
     np.testing.assert_array_less(np.abs(to_float32(backend, grad) - cast_down(ref_grad)), ulps(ref_grad) * 1.01 + 1e-30)
     # The same as the float32 computation cast down (one rounding of each may differ by one step).
-    loss32 = backend.call(ls.cross_entropy, backend.asarray(z_exact.astype(np.float32)), yb, epsilon=0.1,
-                          reduction="none")
-    np.testing.assert_array_less(np.abs(to_float32(backend, loss) - cast_down(to_float32(backend, loss32))),
-                                 ulps(ref) * 1.01)
+    loss32 = backend.call(
+        ls.cross_entropy, backend.asarray(z_exact.astype(np.float32)), yb, epsilon=0.1, reduction="none"
+    )
+    np.testing.assert_array_less(
+        np.abs(to_float32(backend, loss) - cast_down(to_float32(backend, loss32))), ulps(ref) * 1.01
+    )
     for name in ("logsumexp", "log_softmax", "softmax"):
         out = backend.call(getattr(ls, name), z_half)
         assert dtype_name(out) == half

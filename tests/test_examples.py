@@ -27,8 +27,15 @@ CHECKED_BELOW = {"digits_calibration.py", "tour.py", "worked_examples.py"}
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, **{FAST_VARIABLE: "1", "MPLBACKEND": "Agg"})
-    result = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -45,8 +52,11 @@ def test_example_runs_in_fast_mode(path, tmp_path):
 def parse_table(stdout):
     rows = {}
     for line in stdout.splitlines():
-        match = re.match(r"^(eps = [\d.]+|linear 0.2 -> 0|cosine 0.2 -> 0)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
-                         r"\s+([\d.]+)$", line)
+        match = re.match(
+            r"^(eps = [\d.]+|linear 0.2 -> 0|cosine 0.2 -> 0)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+            r"\s+([\d.]+)$",
+            line,
+        )
         if match:
             rows[match.group(1)] = [float(v) for v in match.groups()[1:]]
     return rows
@@ -87,8 +97,13 @@ def test_digits_calibration_writes_where_told(tmp_path):
 def test_tour_shows_every_installed_library_agreeing(tmp_path):
     result = run_example("tour.py", cwd=tmp_path)
     assert "All libraries agree" in result.stdout
-    for name, module in (("NumPy", "numpy"), ("JAX, jax.jit", "jax"), ("PyTorch", "torch"),
-                         ("array-api-strict", "array_api_strict"), ("Dask (lazy)", "dask")):
+    for name, module in (
+        ("NumPy", "numpy"),
+        ("JAX, jax.jit", "jax"),
+        ("PyTorch", "torch"),
+        ("array-api-strict", "array_api_strict"),
+        ("Dask (lazy)", "dask"),
+    ):
         if module == "numpy" or __import__("importlib").util.find_spec(module):
             assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name
 

@@ -79,8 +79,12 @@ def assert_same(fast: Any, generic: Any, dtype: Any, unit: float = 0.0) -> None:
     np.testing.assert_array_equal(fast[~finite & ~np.isnan(generic)], generic[~finite & ~np.isnan(generic)])
     if finite.any():
         scale = max(float(np.max(np.abs(generic[finite]))), unit)
-        np.testing.assert_allclose(fast[finite].astype(np.float64), generic[finite].astype(np.float64),
-                                   rtol=tolerance(dtype), atol=tolerance(dtype) * scale)
+        np.testing.assert_allclose(
+            fast[finite].astype(np.float64),
+            generic[finite].astype(np.float64),
+            rtol=tolerance(dtype),
+            atol=tolerance(dtype) * scale,
+        )
 
 
 def check_against_generic(logits: Any, targets: Any, dtype: Any = np.float32, **options: Any) -> None:
@@ -163,14 +167,17 @@ def materialise(options: dict, rng: np.random.Generator, y: np.ndarray, classes:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
-def test_numpy_matches_generic(small_blocks: None, rng: np.random.Generator, dtype: Any, reduction: str,
-                               options: dict) -> None:
+def test_numpy_matches_generic(
+    small_blocks: None, rng: np.random.Generator, dtype: Any, reduction: str, options: dict
+) -> None:
     z, y = make(rng, 37, 23, dtype)
     kwargs = materialise(options, rng, y, 23, dtype)
     check_against_generic(z, y, dtype, reduction=reduction, **kwargs)
 
 
-@pytest.mark.parametrize("options", OPTION_SETS[:9], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize(
+    "options", OPTION_SETS[:9], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
 def test_numpy_threads_match_generic(threaded: None, rng: np.random.Generator, options: dict) -> None:
     z, y = make(rng, 101, 70)
     kwargs = materialise(options, rng, y, 70, np.float32)
@@ -201,16 +208,19 @@ def test_threads_give_the_single_thread_result(rng: np.random.Generator, monkeyp
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numpy_edge_rows(small_blocks: None, dtype: Any) -> None:
-    z = np.array([
-        [0.0, 1.0, 2.0, 3.0],
-        [np.nan, 1.0, 2.0, 3.0],         # NaN row
-        [-np.inf, -np.inf, -np.inf, -np.inf],  # no finite logit
-        [0.0, np.inf, 1.0, 2.0],          # +inf logit
-        [-np.inf, 1.0, 2.0, -np.inf],     # -inf logits next to finite ones
-        [5.0, 5.0, 5.0, 5.0],             # ties at the maximum
-        [1e30, -1e30, 0.0, 1.0],          # huge spread
-        [60.0, 0.0, 0.0, 0.0],            # dominated by one class
-    ], dtype=dtype)
+    z = np.array(
+        [
+            [0.0, 1.0, 2.0, 3.0],
+            [np.nan, 1.0, 2.0, 3.0],  # NaN row
+            [-np.inf, -np.inf, -np.inf, -np.inf],  # no finite logit
+            [0.0, np.inf, 1.0, 2.0],  # +inf logit
+            [-np.inf, 1.0, 2.0, -np.inf],  # -inf logits next to finite ones
+            [5.0, 5.0, 5.0, 5.0],  # ties at the maximum
+            [1e30, -1e30, 0.0, 1.0],  # huge spread
+            [60.0, 0.0, 0.0, 0.0],  # dominated by one class
+        ],
+        dtype=dtype,
+    )
     y = np.array([3, 0, 1, 2, 1, 0, 1, 0])
     for epsilon in (0.0, 0.1):
         for reduction in ("none", "mean"):
@@ -248,8 +258,12 @@ def test_numpy_layouts(small_blocks: None, rng: np.random.Generator) -> None:
 def test_numpy_probability_targets(small_blocks: None, rng: np.random.Generator) -> None:
     z, _ = make(rng, 29, 17)
     q = rng.dirichlet(np.ones(17), size=29).astype(np.float32)
-    for options in ({}, {"epsilon": 0.1}, {"epsilon": 0.2, "prior": "others"},
-                    {"epsilon": 0.1, "weight": rng.uniform(0.5, 1.5, 17).astype(np.float32)}):
+    for options in (
+        {},
+        {"epsilon": 0.1},
+        {"epsilon": 0.2, "prior": "others"},
+        {"epsilon": 0.1, "weight": rng.uniform(0.5, 1.5, 17).astype(np.float32)},
+    ):
         check_against_generic(z, q, reduction="none", **options)
         check_against_generic(z, q, **options)
 
@@ -271,7 +285,7 @@ def test_inputs_untouched_and_read_only_accepted(small_blocks: None, rng: np.ran
     copies = [a.copy() for a in arrays]
     for a in arrays:
         a.flags.writeable = False
-    loss, grad = ls.cross_entropy_with_grad(z, y, epsilon=epsilon, weight=weight, ignore_index=int(y[0]))
+    _loss, grad = ls.cross_entropy_with_grad(z, y, epsilon=epsilon, weight=weight, ignore_index=int(y[0]))
     ls.cross_entropy(z, y, epsilon=epsilon, weight=weight)
     for a, c in zip(arrays, copies):
         np.testing.assert_array_equal(a, c)
@@ -285,7 +299,7 @@ def test_numpy_float32_within_an_ulp_of_the_exact_loss(rng: np.random.Generator,
     z[: rows // 2] *= 0.2
     z[: rows // 4, :] -= 40.0  # rows dominated by their label (tiny losses)
     z[np.arange(rows // 4), y[: rows // 4]] += 40.0
-    z[rows // 2: 3 * rows // 4] += 1e4  # large offset
+    z[rows // 2 : 3 * rows // 4] += 1e4  # large offset
     loss = ls.cross_entropy(z, y, epsilon=epsilon, reduction="none")
     exact, _ = reference(z, y, epsilon)
     ulps = np.abs(loss.astype(np.float64) - exact) / np.spacing(np.abs(exact).astype(np.float32))
@@ -319,8 +333,17 @@ def test_numpy_memory_stays_at_the_floor(rng: np.random.Generator) -> None:
     scale=st.sampled_from([0.1, 3.0, 100.0]),
     seed=st.integers(0, 2**16),
 )
-def test_numpy_matches_generic_property(rows: int, classes: int, dtype: Any, epsilon: float, prior: Any,
-                                        weighted: bool, reduction: str, scale: float, seed: int) -> None:
+def test_numpy_matches_generic_property(
+    rows: int,
+    classes: int,
+    dtype: Any,
+    epsilon: float,
+    prior: Any,
+    weighted: bool,
+    reduction: str,
+    scale: float,
+    seed: int,
+) -> None:
     if prior == "others" and classes < 2:
         prior = None
     rng = np.random.default_rng(seed)
@@ -353,8 +376,13 @@ def test_numpy_matches_pytorch(threaded: None, rng: np.random.Generator) -> None
     weight = rng.uniform(0.5, 1.5, 300).astype(np.float32)
     y[3] = -100
     leaf = torch.tensor(z.astype(np.float64), requires_grad=True)
-    expected = F.cross_entropy(leaf, torch.from_numpy(y), weight=torch.from_numpy(weight.astype(np.float64)),
-                               label_smoothing=0.1, ignore_index=-100)
+    expected = F.cross_entropy(
+        leaf,
+        torch.from_numpy(y),
+        weight=torch.from_numpy(weight.astype(np.float64)),
+        label_smoothing=0.1,
+        ignore_index=-100,
+    )
     expected.backward()
     loss, grad = ls.cross_entropy_with_grad(z, y, epsilon=0.1, weight=weight, ignore_index=-100)
     np.testing.assert_allclose(loss, expected.item(), rtol=2e-7)
@@ -362,7 +390,9 @@ def test_numpy_matches_pytorch(threaded: None, rng: np.random.Generator) -> None
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
-@pytest.mark.parametrize("options", OPTION_SETS[:9], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize(
+    "options", OPTION_SETS[:9], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
 def test_torch_matches_generic(small_blocks: None, rng: np.random.Generator, options: dict) -> None:
     import torch
 
@@ -371,8 +401,9 @@ def test_torch_matches_generic(small_blocks: None, rng: np.random.Generator, opt
     kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     zt, yt = torch.from_numpy(z), torch.from_numpy(y)
     for reduction in ("mean", "none"):
-        (loss, grad), (loss_g, grad_g) = fast_and_generic(ls.cross_entropy_with_grad, zt, yt,
-                                                          reduction=reduction, **kwargs)
+        (loss, grad), (loss_g, grad_g) = fast_and_generic(
+            ls.cross_entropy_with_grad, zt, yt, reduction=reduction, **kwargs
+        )
         assert isinstance(loss, torch.Tensor) and isinstance(grad, torch.Tensor)
         assert_same(loss.numpy(), loss_g.numpy(), np.float32)
         assert_same(grad.numpy(), grad_g.numpy(), np.float32)
@@ -417,7 +448,9 @@ def jax_call(jit: bool, fn: Callable, z: Any, y: Any, arrays: dict, static: dict
 
 @pytest.mark.skipif(not HAS_JAX, reason="needs jax")
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("options", OPTION_SETS[:11], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
+@pytest.mark.parametrize(
+    "options", OPTION_SETS[:11], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain"
+)
 def test_jax_matches_generic(rng: np.random.Generator, jit: bool, options: dict) -> None:
     import jax.numpy as jnp
 
@@ -428,7 +461,8 @@ def test_jax_matches_generic(rng: np.random.Generator, jit: bool, options: dict)
         static = {k: v for k, v in kwargs.items() if k not in arrays}
         static["reduction"] = reduction
         (loss, grad), (loss_g, grad_g) = fast_and_generic(
-            jax_call, jit, ls.cross_entropy_with_grad, jnp.asarray(z), jnp.asarray(y), arrays, static)
+            jax_call, jit, ls.cross_entropy_with_grad, jnp.asarray(z), jnp.asarray(y), arrays, static
+        )
         assert_same(loss, loss_g, np.float32)
         assert_same(grad, grad_g, np.float32)
         loss_only = jax_call(jit, ls.cross_entropy, jnp.asarray(z), jnp.asarray(y), arrays, static)
@@ -440,19 +474,23 @@ def test_jax_matches_generic(rng: np.random.Generator, jit: bool, options: dict)
 def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
     import jax.numpy as jnp
 
-    z = np.array([
-        [0.0, 1.0, 2.0, 3.0],
-        [np.nan, 1.0, 2.0, 3.0],
-        [-np.inf, -np.inf, -np.inf, -np.inf],
-        [0.0, np.inf, 1.0, 2.0],
-        [-np.inf, 1.0, 2.0, -np.inf],
-        [5.0, 5.0, 5.0, 5.0],
-    ], dtype=np.float32)
+    z = np.array(
+        [
+            [0.0, 1.0, 2.0, 3.0],
+            [np.nan, 1.0, 2.0, 3.0],
+            [-np.inf, -np.inf, -np.inf, -np.inf],
+            [0.0, np.inf, 1.0, 2.0],
+            [-np.inf, 1.0, 2.0, -np.inf],
+            [5.0, 5.0, 5.0, 5.0],
+        ],
+        dtype=np.float32,
+    )
     y = jnp.asarray([3, 0, 1, 2, 1, 0])
     for epsilon in (0.0, 0.1):
         static = {"epsilon": epsilon, "reduction": "none"}
         (loss, grad), (loss_g, grad_g) = fast_and_generic(
-            jax_call, jit, ls.cross_entropy_with_grad, jnp.asarray(z), y, {}, static)
+            jax_call, jit, ls.cross_entropy_with_grad, jnp.asarray(z), y, {}, static
+        )
         assert_same(loss, loss_g, np.float32)
         assert_same(grad, grad_g, np.float32)
     # Rows dominated by their label: the loss keeps its relative precision.
@@ -462,8 +500,14 @@ def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
     dominated[np.arange(6), labels] += np.float32(25.0)
     dominated[0, (labels[0] + 1) % 50] = dominated[0, labels[0]]  # a tie: not dominated
     for epsilon in (0.0, 1e-6):
-        loss = jax_call(jit, ls.cross_entropy, jnp.asarray(dominated), jnp.asarray(labels), {},
-                        {"epsilon": epsilon, "reduction": "none"})
+        loss = jax_call(
+            jit,
+            ls.cross_entropy,
+            jnp.asarray(dominated),
+            jnp.asarray(labels),
+            {},
+            {"epsilon": epsilon, "reduction": "none"},
+        )
         exact, _ = reference(dominated, labels, epsilon)
         np.testing.assert_allclose(np.asarray(loss, np.float64), exact, rtol=2e-6)
 
@@ -491,6 +535,7 @@ def test_jax_fast_path_only_without_float64_accumulation() -> None:
 
     z = jnp.zeros((2, 3), dtype=jnp.float32)
     y = jnp.asarray([0, 1])
-    problem = _problem.prepare(z, y, epsilon=0.1, prior=None, axis=-1, weight=None, ignore_index=None,
-                               where=None, reduction="mean", xp=None)
+    problem = _problem.prepare(
+        z, y, epsilon=0.1, prior=None, axis=-1, weight=None, ignore_index=None, where=None, reduction="mean", xp=None
+    )
     assert _jax_fast.eligible(problem) == (problem.acc == problem.logits.dtype)

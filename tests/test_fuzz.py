@@ -19,8 +19,13 @@ from hypothesis import strategies as st
 
 import labelsmooth as ls
 
-FUZZ = settings(derandomize=True, deadline=None, max_examples=80, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    derandomize=True,
+    deadline=None,
+    max_examples=80,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 SMALL = settings(FUZZ, max_examples=15)
 
 
@@ -54,11 +59,15 @@ class Problem:
 
     def arguments(self, asarray) -> tuple[tuple, dict]:
         targets = self.labels if self.labels is not None else self.layout(self.probabilities)
-        kwargs = {"epsilon": self.epsilon if isinstance(self.epsilon, float) else asarray(self.epsilon),
-                  "prior": asarray(self.prior) if isinstance(self.prior, np.ndarray) else self.prior,
-                  "weight": None if self.weight is None else asarray(self.weight),
-                  "where": None if self.allowed is None else asarray(self.layout(self.allowed)),
-                  "ignore_index": self.ignore_index, "reduction": self.reduction, "axis": self.axis}
+        kwargs = {
+            "epsilon": self.epsilon if isinstance(self.epsilon, float) else asarray(self.epsilon),
+            "prior": asarray(self.prior) if isinstance(self.prior, np.ndarray) else self.prior,
+            "weight": None if self.weight is None else asarray(self.weight),
+            "where": None if self.allowed is None else asarray(self.layout(self.allowed)),
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "axis": self.axis,
+        }
         kwargs.update(self.options)
         return (asarray(self.layout(self.logits)), asarray(targets)), kwargs
 
@@ -76,7 +85,7 @@ def problems(draw, *, dtypes=(np.float64, np.float64, np.float32), max_classes=1
     if prior_kind == "others" and num_classes < 2:
         prior_kind = None
     need = 2 if prior_kind == "others" else 1
-    shape = batch + (num_classes,)
+    shape = (*batch, num_classes)
 
     allowed = None
     if draw(st.booleans()) and num_classes > need:
@@ -126,6 +135,7 @@ def problems(draw, *, dtypes=(np.float64, np.float64, np.float32), max_classes=1
 
 
 # --- the independent reference: q' from the definition, its entropy -----------------------
+
 
 def smoothed(problem: Problem) -> np.ndarray:
     """q' rows, class last, float64 (the definitions of API.md written out)."""
@@ -177,6 +187,7 @@ def run(problem: Problem, fn=ls.cross_entropy_with_grad, *, asarray=np.asarray, 
 
 # --- valid inputs ------------------------------------------------------------------------------
 
+
 def check_valid(problem: Problem, asarray=np.asarray, to_numpy=np.asarray) -> None:
     loss, grad = run(problem, asarray=asarray, to_numpy=to_numpy)
     assert grad.shape == problem.layout(problem.logits).shape
@@ -227,10 +238,15 @@ def test_smoothed_targets_are_distributions(problem, epsilon):
     if isinstance(problem.prior, str) and k < 2:
         return
     prior = problem.prior
-    labels = np.clip(problem.labels, 0, k - 1) if problem.labels is not None else np.zeros(
-        problem.logits.shape[:-1], dtype=np.int64)
-    for rows in (ls.soft_targets(labels, k, epsilon=epsilon, prior=prior, dtype=problem.logits.dtype),
-                 ls.smooth_labels(np.eye(k, dtype=problem.logits.dtype)[labels], epsilon, prior=prior)):
+    labels = (
+        np.clip(problem.labels, 0, k - 1)
+        if problem.labels is not None
+        else np.zeros(problem.logits.shape[:-1], dtype=np.int64)
+    )
+    for rows in (
+        ls.soft_targets(labels, k, epsilon=epsilon, prior=prior, dtype=problem.logits.dtype),
+        ls.smooth_labels(np.eye(k, dtype=problem.logits.dtype)[labels], epsilon, prior=prior),
+    ):
         assert np.all(rows >= 0) and np.all(np.isfinite(rows))
         np.testing.assert_allclose(rows.sum(-1), 1.0, atol=rounding(rows.dtype, 1.0) * k)
 
@@ -241,8 +257,9 @@ def test_gradient_matches_finite_differences(problem):
     # Moderate logits, no masks (a -inf logit has no neighbourhood): a clean central difference.
     rng = np.random.default_rng(problem.logits.size)
     z = rng.normal(size=problem.logits.shape) * 2.0
-    problem = replace(problem, logits=z, allowed=None, reduction="sum",
-                      probabilities=problem.probabilities, labels=problem.labels)
+    problem = replace(
+        problem, logits=z, allowed=None, reduction="sum", probabilities=problem.probabilities, labels=problem.labels
+    )
     if problem.labels is not None:
         problem = replace(problem, labels=np.where(problem.labels < 0, problem.labels, problem.labels % z.shape[-1]))
     _, grad = run(problem)
@@ -259,6 +276,7 @@ def test_gradient_matches_finite_differences(problem):
 
 
 # --- invalid inputs ------------------------------------------------------------------------------
+
 
 def first_counted(problem: Problem) -> tuple:
     flat = np.flatnonzero(counted(problem).reshape(-1))
@@ -279,10 +297,15 @@ def mutations(problem: Problem) -> dict:
         "negative epsilon": lambda r: replace(problem, epsilon=-r.uniform(1e-6, 5)),
         "NaN epsilon": lambda r: replace(problem, epsilon=float("nan")),
         "string epsilon": lambda r: replace(problem, epsilon="0.1"),
-        "per-sample epsilon out of range": lambda r: replace(problem, epsilon=np.where(
-            np.arange(np.size(problem.logits[..., 0])).reshape(problem.logits.shape[:-1]) == 0,
-            r.choice([-0.5, 1.5, np.nan]), 0.5)),
-        "epsilon of the wrong shape": lambda r: replace(problem, epsilon=np.full(problem.logits.shape[:-1] + (2,), 0.1)),
+        "per-sample epsilon out of range": lambda r: replace(
+            problem,
+            epsilon=np.where(
+                np.arange(np.size(problem.logits[..., 0])).reshape(problem.logits.shape[:-1]) == 0,
+                r.choice([-0.5, 1.5, np.nan]),
+                0.5,
+            ),
+        ),
+        "epsilon of the wrong shape": lambda r: replace(problem, epsilon=np.full((*problem.logits.shape[:-1], 2), 0.1)),
         "unknown reduction": lambda r: replace(problem, reduction="avg"),
         "reduction of the wrong type": lambda r: replace(problem, reduction=None),
         "unknown prior": lambda r: replace(problem, prior="uniform"),
@@ -309,6 +332,7 @@ def mutations(problem: Problem) -> dict:
         out["ignore_index with probabilities"] = lambda r: replace(problem, ignore_index=-100)
         out["negative probabilities"] = lambda r: replace(problem, probabilities=-problem.probabilities)
     if problem.allowed is not None:
+
         def no_allowed_row(r):
             allowed = problem.allowed.copy()
             allowed.reshape(-1, k)[0] = False
@@ -317,6 +341,7 @@ def mutations(problem: Problem) -> dict:
                 labels = labels.copy()
                 labels.reshape(-1)[0] = 0  # keep the row counted, on a now masked class
             return replace(problem, allowed=allowed, labels=labels)
+
         out["row with no allowed class"] = no_allowed_row
     return out
 

@@ -27,10 +27,21 @@ def test_import_is_light():
 def test_public_names():
     import labelsmooth
 
-    for name in ("one_hot", "logsumexp", "log_softmax", "softmax", "smooth_labels", "soft_targets",
-                 "cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad",
-                 "binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad",
-                 "kl_divergence"):
+    for name in (
+        "one_hot",
+        "logsumexp",
+        "log_softmax",
+        "softmax",
+        "smooth_labels",
+        "soft_targets",
+        "cross_entropy",
+        "cross_entropy_grad",
+        "cross_entropy_with_grad",
+        "binary_cross_entropy",
+        "binary_cross_entropy_grad",
+        "binary_cross_entropy_with_grad",
+        "kl_divergence",
+    ):
         assert callable(getattr(labelsmooth, name)), name
         assert name in labelsmooth.__all__
         assert getattr(labelsmooth, name).__doc__

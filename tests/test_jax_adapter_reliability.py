@@ -107,14 +107,15 @@ def second_derivatives(make, reductions):
     ``jax.hessian`` is forward over reverse (``jacfwd(jacrev)``), ``jacrev(jacrev)`` reverse
     over reverse; ``jacrev`` alone is the gradient (per sample for ``"none"``).
     """
+
     def run(z):
         out = {}
         for reduction, transforms in reductions.items():
             f = make(reduction)
-            everything = {"grad": jax.jacrev(f), "hessian": jax.hessian(f),
-                          "jacrev(grad)": jax.jacrev(jax.jacrev(f))}
+            everything = {"grad": jax.jacrev(f), "hessian": jax.hessian(f), "jacrev(grad)": jax.jacrev(jax.jacrev(f))}
             out[reduction] = {name: everything[name](z) for name in transforms}
         return out
+
     return jax.jit(run)
 
 
@@ -173,6 +174,7 @@ def test_forward_mode_of_the_loss(x64):
     z = jnp.asarray(LOGITS)
     direction = jnp.asarray(np.random.default_rng(0).normal(size=z.shape))
     for reduction in ("mean", "none"):
+
         def run(f):
             return jax.jit(lambda a, v: (jax.jvp(f, (a,), (v,)), jax.jacfwd(f)(a)))
 
@@ -214,9 +216,12 @@ def test_mixed_second_derivatives_with_floating_inputs(x64):
         return -jnp.mean(jnp.sum(v * smoothed * jax.nn.log_softmax(a, axis=-1), axis=-1))
 
     def mixed(f):
-        return jax.jit(lambda *args: [outer(jax.grad(f), argnums=n)(*args)
-                                      for n in (1, 2, 3) for outer in (jax.jacfwd, jax.jacrev)]
-                       + [jax.hessian(f, argnums=(0, 1))(*args)])
+        return jax.jit(
+            lambda *args: (
+                [outer(jax.grad(f), argnums=n)(*args) for n in (1, 2, 3) for outer in (jax.jacfwd, jax.jacrev)]
+                + [jax.hessian(f, argnums=(0, 1))(*args)]
+            )
+        )
 
     for got, want in zip(jax.tree.leaves(mixed(ours)(z, q, eps, w)), jax.tree.leaves(mixed(theirs)(z, q, eps, w))):
         close(got, want)
@@ -282,12 +287,15 @@ def test_lists_and_torch_tensors_are_refused_as_targets(kind):
         ljax.cross_entropy(jnp.zeros((2, 3)), targets)
 
 
-@pytest.mark.parametrize(("name", "value", "expected"), [
-    ("prior", [0.2, 0.3, 0.5], r"prior must be None, 'others' or a jax\.Array"),
-    ("where", [True, True, False], r"where must be None or a boolean jax\.Array"),
-    ("epsilon", [0.1, 0.2], r"epsilon must be a float in \[0, 1\] or a jax\.Array"),
-    ("axis", [0], r"axis must be an int"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("prior", [0.2, 0.3, 0.5], r"prior must be None, 'others' or a jax\.Array"),
+        ("where", [True, True, False], r"where must be None or a boolean jax\.Array"),
+        ("epsilon", [0.1, 0.2], r"epsilon must be a float in \[0, 1\] or a jax\.Array"),
+        ("axis", [0], r"axis must be an int"),
+    ],
+)
 def test_other_unhashable_options_are_type_errors_naming_them(name, value, expected):
     with pytest.raises(TypeError, match=rf"^{expected}.*, got a list$"):
         ljax.cross_entropy(jnp.zeros((2, 3)), jnp.asarray([0, 1]), **{name: value})

@@ -8,6 +8,7 @@ Sharding runs in a subprocess that starts JAX with four host devices.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -44,11 +45,13 @@ def data(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def close(actual: object, desired: object) -> None:
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64),
-                               rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64), rtol=RTOL, atol=ATOL
+    )
 
 
 # ---------------------------------------------------------------- grad
+
 
 @pytest.mark.parametrize("compile_", [False, True], ids=["eager", "jit"])
 def test_grad_of_softmax_family(data: dict[str, np.ndarray], compile_: bool) -> None:
@@ -121,8 +124,8 @@ def test_grad_of_cross_entropy_equals_definition(data: dict[str, np.ndarray], ca
         return ls.cross_entropy(x, labels, reduction=reduction, **static, **options)
 
     args = (jnp.asarray(y), arrays)
-    for transform in (lambda f: f, jax.jit):
-        value, vjp = jax.vjp(lambda x, f=transform(loss): f(x, *args), jnp.asarray(z))
+    for f in (loss, jax.jit(loss)):
+        value, vjp = jax.vjp(lambda x, f=f: f(x, *args), jnp.asarray(z))
         close(value, ref_loss)
         close(vjp(jnp.asarray(ct))[0], ref_grad)
     if reduction == "mean":
@@ -137,19 +140,24 @@ def test_grad_through_probability_targets_epsilon_and_weight(data: dict[str, np.
 
     # loss = -(1/N) sum_i sum_k w_k q'_ik logp_ik with q' = (1-eps) q + eps / K.
     g_q = jax.grad(lambda t: ls.cross_entropy(jnp.asarray(z), t, epsilon=EPSILON, weight=jnp.asarray(w)))(
-        jnp.asarray(q))
+        jnp.asarray(q)
+    )
     close(g_q, -(1 - EPSILON) * w * logp / N)
     g_eps = jax.grad(lambda e: ls.cross_entropy(jnp.asarray(z), jnp.asarray(q), epsilon=e))(jnp.float32(EPSILON))
     close(g_eps, -np.sum((1.0 / K - q) * logp) / N)
     y = data["labels"]
     eps = np.full(N, EPSILON, dtype=np.float32)
-    g_w = jax.grad(lambda w_: ls.cross_entropy(jnp.asarray(z), jnp.asarray(y), epsilon=jnp.asarray(eps),
-                                               weight=w_, reduction="sum"))(jnp.asarray(w))
+    g_w = jax.grad(
+        lambda w_: ls.cross_entropy(
+            jnp.asarray(z), jnp.asarray(y), epsilon=jnp.asarray(eps), weight=w_, reduction="sum"
+        )
+    )(jnp.asarray(w))
     qs = (1 - EPSILON) * np.eye(K)[y] + EPSILON / K
     close(g_w, -np.sum(qs * logp, axis=0))
 
 
 # ---------------------------------------------------------------- vmap
+
 
 def test_vmap_of_every_public_function(data: dict[str, np.ndarray]) -> None:
     """vmap over a leading axis equals the function applied to each slice (and the reference)."""
@@ -165,14 +173,16 @@ def test_vmap_of_every_public_function(data: dict[str, np.ndarray]) -> None:
     close(jax.vmap(ls.softmax)(z3), special.softmax(z3n, axis=-1))
     close(jax.vmap(lambda a: ls.one_hot(a, K))(y3), eye)
     close(jax.vmap(lambda a: ls.smooth_labels(a, EPSILON))(q3), (1 - EPSILON) * q3n + EPSILON / K)
-    close(jax.vmap(lambda a: ls.soft_targets(a, K, epsilon=EPSILON, prior="others"))(y3),
-          (1 - EPSILON) * eye + EPSILON * (1 - eye) / (K - 1))
+    close(
+        jax.vmap(lambda a: ls.soft_targets(a, K, epsilon=EPSILON, prior="others"))(y3),
+        (1 - EPSILON) * eye + EPSILON * (1 - eye) / (K - 1),
+    )
     for reduction in ("mean", "none"):
         refs = [cross_entropy_rows(z3n[i], y3n[i], epsilon=EPSILON, reduction=reduction) for i in range(2)]
-        loss = jax.vmap(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON, reduction=reduction))(z3, y3)
-        grad = jax.vmap(lambda a, b: ls.cross_entropy_grad(a, b, epsilon=EPSILON, reduction=reduction))(z3, y3)
-        both = jax.jit(jax.vmap(lambda a, b: ls.cross_entropy_with_grad(a, b, epsilon=EPSILON,
-                                                                        reduction=reduction)))(z3, y3)
+        options = {"epsilon": EPSILON, "reduction": reduction}
+        loss = jax.vmap(functools.partial(ls.cross_entropy, **options))(z3, y3)
+        grad = jax.vmap(functools.partial(ls.cross_entropy_grad, **options))(z3, y3)
+        both = jax.jit(jax.vmap(functools.partial(ls.cross_entropy_with_grad, **options)))(z3, y3)
         close(loss, np.stack([r[0] for r in refs]))
         close(grad, np.stack([r[1] for r in refs]))
         close(both[0], loss)
@@ -186,7 +196,8 @@ def test_vmap_of_every_public_function(data: dict[str, np.ndarray]) -> None:
 def test_per_example_gradients_with_vmap_of_grad(data: dict[str, np.ndarray]) -> None:
     z, y = data["logits"], data["labels"]
     per_example = jax.jit(jax.vmap(jax.grad(lambda a, b: ls.cross_entropy(a[None], b[None], epsilon=EPSILON))))(
-        jnp.asarray(z), jnp.asarray(y))
+        jnp.asarray(z), jnp.asarray(y)
+    )
     _, ref = cross_entropy_rows(z, y, epsilon=EPSILON, reduction="none")
     close(per_example, ref)
 
@@ -195,10 +206,12 @@ def test_traced_invalid_labels_give_nan(data: dict[str, np.ndarray]) -> None:
     y = data["labels"].copy()
     y[3] = K + 1
     per_sample = jax.jit(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON, reduction="none"))(
-        jnp.asarray(data["logits"]), jnp.asarray(y))
+        jnp.asarray(data["logits"]), jnp.asarray(y)
+    )
     assert np.isnan(per_sample[3]) and np.isfinite(np.delete(np.asarray(per_sample), 3)).all()
     grad = jax.jit(lambda a, b: ls.cross_entropy_grad(a, b, epsilon=EPSILON, reduction="none"))(
-        jnp.asarray(data["logits"]), jnp.asarray(y))
+        jnp.asarray(data["logits"]), jnp.asarray(y)
+    )
     assert np.isnan(np.asarray(grad)[3]).all() and np.isfinite(np.delete(np.asarray(grad), 3, axis=0)).all()
 
 
@@ -206,14 +219,21 @@ def test_jit_of_functions_closing_over_concrete_arrays(data: dict[str, np.ndarra
     """Arrays captured by a jitted function are staged into the trace: no eager checks."""
     z, y, prior, eps = (jnp.asarray(data[k]) for k in ("logits", "labels", "prior", "cotangent"))
     eps = jnp.abs(eps) / 10
-    run = jax.jit(lambda a: (ls.cross_entropy(a, y, epsilon=eps, prior=prior, reduction="none"),
-                             ls.one_hot(y, K), ls.smooth_labels(ls.softmax(a), 0.1, prior=prior),
-                             ls.soft_targets(y, K, epsilon=eps)))
+    run = jax.jit(
+        lambda a: (
+            ls.cross_entropy(a, y, epsilon=eps, prior=prior, reduction="none"),
+            ls.one_hot(y, K),
+            ls.smooth_labels(ls.softmax(a), 0.1, prior=prior),
+            ls.soft_targets(y, K, epsilon=eps),
+        )
+    )
     loss, onehot, smoothed, targets = run(z)
     e64 = np.asarray(eps, np.float64)[:, None]
     eye = np.eye(K)[data["labels"]]
-    close(loss, cross_entropy_rows(data["logits"], data["labels"], epsilon=e64[:, 0], prior=data["prior"],
-                                   reduction="none")[0])
+    close(
+        loss,
+        cross_entropy_rows(data["logits"], data["labels"], epsilon=e64[:, 0], prior=data["prior"], reduction="none")[0],
+    )
     close(onehot, eye)
     close(smoothed, 0.9 * special.softmax(data["logits"].astype(np.float64), axis=-1) + 0.1 * data["prior"])
     close(targets, (1 - e64) * eye + e64 * np.ones(K) / K)
@@ -309,7 +329,11 @@ def test_sharded_arrays_give_the_same_results(tmp_path: Path) -> None:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     completed = subprocess.run(
         [sys.executable, "-W", "error", str(script), str(Path(__file__).parent)],
-        capture_output=True, text=True, timeout=300, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     import json

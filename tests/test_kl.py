@@ -82,13 +82,20 @@ def test_matches_torch_kl_div_batchmean(logits, labels, eps, prior):
     q = dense_targets(labels, eps, prior)
     log_p = F.log_softmax(torch.tensor(logits), dim=1)
     expected = F.kl_div(log_p, torch.tensor(q), reduction="batchmean").item()
-    assert float(ls.kl_divergence(logits, labels, epsilon=eps, prior=prior)) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert float(ls.kl_divergence(logits, labels, epsilon=eps, prior=prior)) == pytest.approx(
+        expected, rel=1e-12, abs=1e-15
+    )
     expected_sum = F.kl_div(log_p, torch.tensor(q), reduction="sum").item()
     assert float(ls.kl_divergence(logits, labels, epsilon=eps, prior=prior, reduction="sum")) == pytest.approx(
-        expected_sum, rel=1e-12, abs=1e-15)
+        expected_sum, rel=1e-12, abs=1e-15
+    )
     expected_rows = F.kl_div(log_p, torch.tensor(q), reduction="none").sum(1).numpy()
-    np.testing.assert_allclose(ls.kl_divergence(logits, labels, epsilon=eps, prior=prior, reduction="none"),
-                               expected_rows, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        ls.kl_divergence(logits, labels, epsilon=eps, prior=prior, reduction="none"),
+        expected_rows,
+        rtol=1e-12,
+        atol=1e-15,
+    )
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.2])
@@ -127,8 +134,14 @@ def test_weights_ignore_index_and_where_follow_the_stated_definition(rng, prior,
     y[5] = -100
     w = rng.uniform(0.5, 2.0, size=K)
     eps = rng.uniform(0.0, 0.6, size=8)
-    options = {"epsilon": eps, "prior": prior, "weight": w, "ignore_index": -100, "where": where,
-               "reduction": reduction}
+    options = {
+        "epsilon": eps,
+        "prior": prior,
+        "weight": w,
+        "ignore_index": -100,
+        "where": where,
+        "reduction": reduction,
+    }
     expected = dense_kl(z, y, eps=eps, prior=prior, weight=w, ignore_index=-100, where=where, reduction=reduction)
     result = ls.kl_divergence(z, y, **options)
     np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-14)
@@ -155,8 +168,9 @@ def test_gradient_is_cross_entropy_grad_under_jax_grad(rng):
     w = jnp.asarray(rng.uniform(0.5, 2.0, size=K), dtype=jnp.float32)
     options = {"epsilon": 0.3, "prior": prior, "weight": w}
     grad = jax.grad(lambda logits: ls.kl_divergence(logits, y, **options))(z)
-    np.testing.assert_allclose(np.asarray(grad), np.asarray(ls.cross_entropy_grad(z, y, **options)),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(grad), np.asarray(ls.cross_entropy_grad(z, y, **options)), rtol=1e-5, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("prior", [None, "others", PRIOR], ids=["uniform", "others", "array"])
@@ -190,10 +204,18 @@ def test_every_backend_returns_native_arrays_equal_to_numpy(backend, rng):
     ]:
         result = backend.call(ls.kl_divergence, zb, backend.asarray(targets), **options)
         assert backend.is_native(result)
-        numeric = {k: (w if k == "weight" else PRIOR if k == "prior" and not isinstance(v, str) else v)
-                   for k, v in options.items()}
-        expected = dense_kl(z, targets, eps=numeric.get("epsilon", 0.0), prior=numeric.get("prior"),
-                            weight=numeric.get("weight"), reduction=numeric.get("reduction", "mean"))
+        numeric = {
+            k: (w if k == "weight" else PRIOR if k == "prior" and not isinstance(v, str) else v)
+            for k, v in options.items()
+        }
+        expected = dense_kl(
+            z,
+            targets,
+            eps=numeric.get("epsilon", 0.0),
+            prior=numeric.get("prior"),
+            weight=numeric.get("weight"),
+            reduction=numeric.get("reduction", "mean"),
+        )
         value = backend.to_numpy(result)
         tol = 1e-12 if value.dtype == np.float64 else 2e-6
         np.testing.assert_allclose(value, expected, rtol=tol, atol=tol)
@@ -257,9 +279,7 @@ def test_docstring_examples_run():
 mpmath = pytest.importorskip("mpmath")
 U64 = 2.0**-53
 DYADIC_PRIOR = np.array([0.125, 0.25, 0.0625, 0.5, 0.0625])  # sums to exactly 1 in float64
-DYADIC_ROWS = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625],
-                        [0.0, 0.75, 0.0, 0.125, 0.125],
-                        [0.0, 0.0, 1.0, 0.0, 0.0]])
+DYADIC_ROWS = np.array([[0.5, 0.25, 0.125, 0.0625, 0.0625], [0.0, 0.75, 0.0, 0.125, 0.125], [0.0, 0.0, 1.0, 0.0, 0.0]])
 
 
 def exact_targets(targets, eps, prior, allowed):
@@ -351,8 +371,9 @@ def near_optimum(case, delta, rng):
     with np.errstate(divide="ignore"):
         z = np.where(q > 0, np.log(np.where(q > 0, q, 1.0)), -30.0) + delta * rng.standard_normal(q.shape)
     z = np.where(allowed, z, -np.inf)
-    exact, bound = exact_kl_rows(z, exact_targets(targets, options.get("epsilon", 0.0), options.get("prior"),
-                                                  allowed), allowed)
+    exact, bound = exact_kl_rows(
+        z, exact_targets(targets, options.get("epsilon", 0.0), options.get("prior"), allowed), allowed
+    )
     return z, targets, options, exact, bound
 
 
@@ -439,15 +460,16 @@ def test_unnormalised_probability_rows_match_torch_kl_div(rng):
         q = dense_targets(rows, eps, prior)
         log_p = F.log_softmax(torch.tensor(z), dim=1)
         expected = F.kl_div(log_p, torch.tensor(q), reduction="none").sum(1).numpy()
-        np.testing.assert_allclose(ls.kl_divergence(z, rows, epsilon=eps, prior=prior, reduction="none"),
-                                   expected, rtol=1e-13)
+        np.testing.assert_allclose(
+            ls.kl_divergence(z, rows, epsilon=eps, prior=prior, reduction="none"), expected, rtol=1e-13
+        )
 
 
 def test_prior_that_sums_to_one_only_within_tolerance_is_taken_as_given(rng):
     z = rng.normal(size=(4, K)).astype(np.float32)
     y = rng.integers(0, K, size=4)
     prior = (DYADIC_PRIOR * (1 + 2e-4)).astype(np.float32)  # accepted: within sqrt(eps32)
-    q = (0.6 * np.eye(K)[y] + 0.4 * prior.astype(np.float64))
+    q = 0.6 * np.eye(K)[y] + 0.4 * prior.astype(np.float64)
     log_p = F.log_softmax(torch.tensor(z, dtype=torch.float64), dim=1)
     expected = F.kl_div(log_p, torch.tensor(q), reduction="none").sum(1).numpy()
     result = ls.kl_divergence(z, y, epsilon=0.4, prior=prior, reduction="none")
@@ -455,8 +477,9 @@ def test_prior_that_sums_to_one_only_within_tolerance_is_taken_as_given(rng):
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-@pytest.mark.parametrize("logits", [np.zeros((2, 4)), np.array([[1.0, 1.0, 1.0, 0.0], [2.0, 0.0, 2.0, 2.0]])],
-                         ids=["all_zero", "three_tied"])
+@pytest.mark.parametrize(
+    "logits", [np.zeros((2, 4)), np.array([[1.0, 1.0, 1.0, 0.0], [2.0, 0.0, 2.0, 2.0]])], ids=["all_zero", "three_tied"]
+)
 def test_gradient_at_tied_maxima_is_p_minus_q(framework, logits):
     """Hand values: p = softmax(z) written out, q' = 0.9 e_y + 0.025, mean over 2 samples."""
     y = np.array([0, 2])
@@ -471,6 +494,5 @@ def test_gradient_at_tied_maxima_is_p_minus_q(framework, logits):
         with jax.enable_x64(True):
             import jax.numpy as jnp
 
-            grad = np.asarray(jax.grad(lambda a: ls.kl_divergence(a, jnp.asarray(y), epsilon=0.1))(
-                jnp.asarray(logits)))
+            grad = np.asarray(jax.grad(lambda a: ls.kl_divergence(a, jnp.asarray(y), epsilon=0.1))(jnp.asarray(logits)))
     np.testing.assert_allclose(grad, expected, rtol=1e-14, atol=1e-16)

@@ -87,11 +87,13 @@ def test_where_equals_slicing_classes_out(case, prior, data):
     keep[drop] = False
     y = rng.choice(np.flatnonzero(keep), size=y.shape)
     z_masked = np.where(keep, z, -np.inf)  # masked classes may hold -inf
-    loss_masked, grad_masked = ls.cross_entropy_with_grad(z_masked, y, epsilon=eps, prior=prior,
-                                                          where=keep, reduction="none")
+    loss_masked, grad_masked = ls.cross_entropy_with_grad(
+        z_masked, y, epsilon=eps, prior=prior, where=keep, reduction="none"
+    )
     new_index = np.cumsum(keep) - 1
-    loss_sliced, grad_sliced = ls.cross_entropy_with_grad(z[:, keep], new_index[y], epsilon=eps, prior=prior,
-                                                          reduction="none")
+    loss_sliced, grad_sliced = ls.cross_entropy_with_grad(
+        z[:, keep], new_index[y], epsilon=eps, prior=prior, reduction="none"
+    )
     np.testing.assert_allclose(loss_masked, loss_sliced, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grad_masked[:, keep], grad_sliced, rtol=1e-12, atol=1e-14)
     assert np.all(grad_masked[:, ~keep] == 0)
@@ -119,17 +121,33 @@ def test_loss_is_never_below_the_entropy_of_the_targets(case, prior_kind):
     assert np.all(loss >= h - 1e-12 * np.maximum(1.0, np.abs(h)))
 
 
-@pytest.mark.parametrize("name", ["one_hot", "logsumexp", "log_softmax", "softmax", "smooth_labels",
-                                  "soft_targets", "cross_entropy", "cross_entropy_grad",
-                                  "cross_entropy_with_grad"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "one_hot",
+        "logsumexp",
+        "log_softmax",
+        "softmax",
+        "smooth_labels",
+        "soft_targets",
+        "cross_entropy",
+        "cross_entropy_grad",
+        "cross_entropy_with_grad",
+    ],
+)
 def test_no_write_back(backend, rng, name):
     z = rng.normal(size=(4, 5))
     y = rng.integers(0, 5, size=4)
     q = rng.dirichlet(np.ones(5), size=4)
     w = rng.uniform(size=5)
     where = np.ones((4, 5), bool)
-    inputs = {"z": backend.asarray(z), "y": backend.asarray(y), "q": backend.asarray(q),
-              "w": backend.asarray(w), "where": backend.asarray(where)}
+    inputs = {
+        "z": backend.asarray(z),
+        "y": backend.asarray(y),
+        "q": backend.asarray(q),
+        "w": backend.asarray(w),
+        "where": backend.asarray(where),
+    }
     calls = {
         "one_hot": lambda: backend.call(ls.one_hot, inputs["y"], 5),
         "logsumexp": lambda: backend.call(ls.logsumexp, inputs["z"]),

@@ -82,10 +82,12 @@ def test_pytorch_float64_weighted_ignore_index() -> None:
     for reduction in ("none", "sum", "mean"):
         zt = torch.tensor(z, requires_grad=True)
         expected = torch.nn.functional.cross_entropy(
-            zt, torch.tensor(y), weight=torch.tensor(w), label_smoothing=0.2, reduction=reduction)
+            zt, torch.tensor(y), weight=torch.tensor(w), label_smoothing=0.2, reduction=reduction
+        )
         (expected_grad,) = torch.autograd.grad(expected.sum(), zt)
-        loss, grad = reference_cross_entropy_with_grad(z, y, epsilon=0.2, weight=w, ignore_index=-100,
-                                                       reduction=reduction)
+        loss, grad = reference_cross_entropy_with_grad(
+            z, y, epsilon=0.2, weight=w, ignore_index=-100, reduction=reduction
+        )
         assert_close(loss, expected)
         assert_close(grad, expected_grad)
 
@@ -96,8 +98,9 @@ def test_pytorch_float64_probability_targets_axis_one() -> None:
     z = rng.standard_normal((3, 4, 5))
     q = rng.dirichlet(np.ones(4), size=(3, 5)).transpose(0, 2, 1)
     w = rng.uniform(0.5, 2.0, size=4)
-    expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(q), weight=torch.tensor(w),
-                                                 label_smoothing=0.3)
+    expected = torch.nn.functional.cross_entropy(
+        torch.tensor(z), torch.tensor(q), weight=torch.tensor(w), label_smoothing=0.3
+    )
     assert_close(reference_cross_entropy(z, q, epsilon=0.3, weight=w, axis=1), expected)
 
 
@@ -106,8 +109,12 @@ def test_gradient_is_the_derivative_of_the_loss() -> None:
     rng = np.random.default_rng(9)
     z = rng.standard_normal((2, 4))
     y = np.asarray([1, 3])
-    options = {"epsilon": np.asarray([0.1, 0.6]), "prior": np.asarray([0.1, 0.2, 0.3, 0.4]),
-               "weight": np.asarray([1.0, 2.0, 0.5, 1.5]), "reduction": "mean"}
+    options = {
+        "epsilon": np.asarray([0.1, 0.6]),
+        "prior": np.asarray([0.1, 0.2, 0.3, 0.4]),
+        "weight": np.asarray([1.0, 2.0, 0.5, 1.5]),
+        "reduction": "mean",
+    }
     grad = reference_cross_entropy_grad(z, y, **options)
     h = 1e-6
     numeric = np.zeros_like(z)
@@ -115,7 +122,9 @@ def test_gradient_is_the_derivative_of_the_loss() -> None:
         up, down = z.copy(), z.copy()
         up[index] += h
         down[index] -= h
-        numeric[index] = (reference_cross_entropy(up, y, **options) - reference_cross_entropy(down, y, **options)) / (2 * h)
+        numeric[index] = (reference_cross_entropy(up, y, **options) - reference_cross_entropy(down, y, **options)) / (
+            2 * h
+        )
     assert_close(grad, numeric, rtol=0, atol=1e-9)
 
 
@@ -125,8 +134,9 @@ def test_invariances_of_the_definition() -> None:
     y = np.asarray([0, 2, 5])
     # Masking a class is the same as deleting it (labels re-indexed).
     allowed = np.asarray([True, True, True, False, True, True])
-    masked = reference_cross_entropy_with_grad(np.where(allowed, z, -np.inf), y, epsilon=0.2, where=allowed,
-                                               reduction="none")
+    masked = reference_cross_entropy_with_grad(
+        np.where(allowed, z, -np.inf), y, epsilon=0.2, where=allowed, reduction="none"
+    )
     kept = reference_cross_entropy_with_grad(z[:, allowed], np.asarray([0, 2, 4]), epsilon=0.2, reduction="none")
     assert_close(masked[0], kept[0], rtol=EPS64, atol=0)
     assert_close(masked[1][:, allowed], kept[1], rtol=0, atol=EPS64)
@@ -134,13 +144,22 @@ def test_invariances_of_the_definition() -> None:
     # prior="others" is the clamp(one_hot, eps/(K-1), 1-eps) target, and integer labels equal
     # their one-hot probability rows.
     clamp = np.clip(np.eye(6)[y], 0.2 / 5, 1 - 0.2)
-    assert_close(reference_cross_entropy(z, y, epsilon=0.2, prior="others", reduction="none"),
-                 reference_cross_entropy(z, clamp, reduction="none"), rtol=2 * EPS64, atol=0)
-    assert_close(reference_cross_entropy(z, y, epsilon=0.2, reduction="none"),
-                 reference_cross_entropy(z, np.eye(6)[y], epsilon=0.2, reduction="none"), rtol=2 * EPS64, atol=0)
+    assert_close(
+        reference_cross_entropy(z, y, epsilon=0.2, prior="others", reduction="none"),
+        reference_cross_entropy(z, clamp, reduction="none"),
+        rtol=2 * EPS64,
+        atol=0,
+    )
+    assert_close(
+        reference_cross_entropy(z, y, epsilon=0.2, reduction="none"),
+        reference_cross_entropy(z, np.eye(6)[y], epsilon=0.2, reduction="none"),
+        rtol=2 * EPS64,
+        atol=0,
+    )
     # Shift invariance holds exactly for the exact loss.
-    assert_close(reference_cross_entropy(z + 1e6, y, epsilon=0.2), reference_cross_entropy(z, y, epsilon=0.2),
-                 rtol=1e-10, atol=0)
+    assert_close(
+        reference_cross_entropy(z + 1e6, y, epsilon=0.2), reference_cross_entropy(z, y, epsilon=0.2), rtol=1e-10, atol=0
+    )
 
 
 def test_reductions_and_edges() -> None:
@@ -270,8 +289,15 @@ def test_labelsmooth_matches_reference_float64(kind, prior_kind, weighted, with_
         if ignore_index is not None:
             y = targets.copy()
             y.reshape(-1)[::3] = ignore_index
-        options = {"epsilon": epsilon, "prior": prior, "axis": axis, "weight": weight,
-                   "ignore_index": ignore_index, "where": allowed, "reduction": reduction}
+        options = {
+            "epsilon": epsilon,
+            "prior": prior,
+            "axis": axis,
+            "weight": weight,
+            "ignore_index": ignore_index,
+            "where": allowed,
+            "reduction": reduction,
+        }
         exact_loss, exact_grad = reference_cross_entropy_with_grad(z, y, **options)
         loss = ls.cross_entropy(z, y, **options)
         grad = ls.cross_entropy_grad(z, y, **options)
@@ -302,12 +328,19 @@ def test_labelsmooth_on_every_backend_matches_reference(backend, reduction) -> N
     y[y == 2] = 3
     y[0] = -1
     w = rng.uniform(0.5, 2.0, size=6)
-    options = {"epsilon": 0.1, "weight": backend.asarray(w), "ignore_index": -1,
-               "where": backend.asarray(allowed), "reduction": reduction}
-    loss, grad = backend.to_numpy(backend.call(ls.cross_entropy_with_grad, backend.asarray(z),
-                                               backend.asarray(y), **options))
-    exact = reference_cross_entropy_with_grad(z, y, epsilon=0.1, weight=w, ignore_index=-1, where=allowed,
-                                              reduction=reduction)
+    options = {
+        "epsilon": 0.1,
+        "weight": backend.asarray(w),
+        "ignore_index": -1,
+        "where": backend.asarray(allowed),
+        "reduction": reduction,
+    }
+    loss, grad = backend.to_numpy(
+        backend.call(ls.cross_entropy_with_grad, backend.asarray(z), backend.asarray(y), **options)
+    )
+    exact = reference_cross_entropy_with_grad(
+        z, y, epsilon=0.1, weight=w, ignore_index=-1, where=allowed, reduction=reduction
+    )
     if loss.dtype == np.float64:
         assert_close(loss, exact[0], rtol=1e-13, atol=0)
         assert_close(grad, exact[1], rtol=0, atol=8 * EPS64)

@@ -62,7 +62,7 @@ def test_exponential_decay_by_formula():
     assert schedule(20) == pytest.approx(0.05, abs=1e-16)
     assert schedule(5) == pytest.approx(0.2 / math.sqrt(2), abs=1e-16)
     # 0.2 * 0.5 ** (t / 10) reaches 0.01 at t = 10 log2(20) ~ 43.2; the floor holds after.
-    assert schedule(43) == pytest.approx(0.2 * 0.5 ** 4.3, abs=1e-16)
+    assert schedule(43) == pytest.approx(0.2 * 0.5**4.3, abs=1e-16)
     assert schedule(44) == 0.01
     assert schedule(10**6) == 0.01
 
@@ -84,7 +84,7 @@ def test_exponential_growth_is_capped_by_end():
 
 def test_values_are_python_floats_in_the_unit_interval():
     for schedule in (constant(1.0), linear(0.0, 1.0, 3), cosine(1.0, 0.0, 3), exponential(1.0, 0.3, 2)):
-        for t in range(0, 8):
+        for t in range(8):
             value = schedule(t)
             assert type(value) is float
             assert 0.0 <= value <= 1.0
@@ -129,12 +129,15 @@ def test_invalid_arguments(factory, args, error, message):
         factory(*args)
 
 
-@pytest.mark.parametrize(("step", "error", "message"), [
-    (-1, ValueError, "step must be non-negative, got -1"),
-    (math.inf, ValueError, "step must be finite, got inf"),
-    (None, TypeError, "step must be a real number, got None of type NoneType"),
-    (False, TypeError, "step must be a real number, got False"),
-])
+@pytest.mark.parametrize(
+    ("step", "error", "message"),
+    [
+        (-1, ValueError, "step must be non-negative, got -1"),
+        (math.inf, ValueError, "step must be finite, got inf"),
+        (None, TypeError, "step must be a real number, got None of type NoneType"),
+        (False, TypeError, "step must be a real number, got False"),
+    ],
+)
 def test_invalid_steps(step, error, message):
     with pytest.raises(error, match=message):
         linear(0.2, 0.0, 10)(step)

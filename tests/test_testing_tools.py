@@ -55,8 +55,11 @@ def test_shapes_must_match_exactly() -> None:
 
 def test_nan_positions_must_match() -> None:
     assert_close(np.asarray([np.nan, 1.0]), np.asarray([np.nan, 1.0]))
-    with pytest.raises(AssertionError, match=r"NaN positions differ: 1 NaN only in actual, 0 NaN only in desired; "
-                                              r"first at index \(1,\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"NaN positions differ: 1 NaN only in actual, 0 NaN only in desired; "
+        r"first at index \(1,\)",
+    ):
         assert_close(np.asarray([1.0, np.nan]), np.asarray([1.0, 2.0]))
 
 
@@ -68,11 +71,14 @@ def test_infinities_must_match_exactly() -> None:
         assert_close(np.asarray([np.inf]), np.asarray([1e308]))
 
 
-@pytest.mark.parametrize(("dtype", "passes", "fails"), [
-    (np.float64, 1e-13, 1e-11),
-    (np.float32, 3e-6, 3e-5),
-    (np.float16, 5e-3, 5e-2),
-])
+@pytest.mark.parametrize(
+    ("dtype", "passes", "fails"),
+    [
+        (np.float64, 1e-13, 1e-11),
+        (np.float32, 3e-6, 3e-5),
+        (np.float16, 5e-3, 5e-2),
+    ],
+)
 def test_default_tolerance_follows_the_less_precise_dtype(dtype, passes: float, fails: float) -> None:
     desired = np.asarray([1.0, 3.0])
     assert_close(np.asarray([1.0 + passes, 3.0]).astype(dtype), desired)
@@ -234,8 +240,7 @@ def test_docstring_examples(module_name: str) -> None:
 
 
 def _run_python(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          cwd=ROOT).stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
 
 
 def test_testing_imports_no_framework_nor_optional_dependency() -> None:
@@ -243,7 +248,8 @@ def test_testing_imports_no_framework_nor_optional_dependency() -> None:
         "import sys\n"
         "import labelsmooth.testing\n"
         "print(sorted(m for m in ('mpmath', 'hypothesis', 'torch', 'jax', 'dask', 'cupy', 'tensorflow', 'optax',"
-        " 'keras') if m in sys.modules))\n")
+        " 'keras') if m in sys.modules))\n"
+    )
     assert out.strip() == "[]"
 
 
@@ -256,7 +262,8 @@ def test_testing_works_without_hypothesis() -> None:
         "try:\n"
         "    import labelsmooth.testing.strategies\n"
         "except ImportError as exc:\n"
-        "    print(exc)\n")
+        "    print(exc)\n"
+    )
     assert "pip install hypothesis" in out
 
 
@@ -290,8 +297,13 @@ def test_example_catches_a_wrong_loss() -> None:
             nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
             smooth = -(log_probs.sum(-1) + (-nll)) / (k - 1)
             per_sample = (1 - self.epsilon) * nll + self.epsilon * smooth
-            return per_sample.mean() if self.reduction == "mean" else per_sample.sum() if self.reduction == "sum" \
+            return (
+                per_sample.mean()
+                if self.reduction == "mean"
+                else per_sample.sum()
+                if self.reduction == "sum"
                 else per_sample
+            )
 
     example.SmoothedCrossEntropy = EpsilonOverKMinusOne
     # hypothesis may report several distinct failures at once (an exception group).
@@ -304,7 +316,12 @@ def test_example_catches_a_wrong_loss() -> None:
 
 def test_example_runs_as_a_script() -> None:
     pytest.importorskip("torch")
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "check_my_torch_loss.py")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "check_my_torch_loss.py")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("passed") == 3

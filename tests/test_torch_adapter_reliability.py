@@ -28,14 +28,26 @@ def close(actual: Any, desired: Any, rtol: float = 1e-10) -> None:
     """Equal to ``rtol`` of the largest entry of ``desired`` (float64 throughout)."""
     desired = torch.as_tensor(desired).detach().double()
     scale = float(desired.abs().max()) if desired.numel() else 0.0
-    torch.testing.assert_close(torch.as_tensor(actual).detach().double(), desired,
-                               rtol=rtol, atol=rtol * max(scale, 1e-3))
+    torch.testing.assert_close(
+        torch.as_tensor(actual).detach().double(), desired, rtol=rtol, atol=rtol * max(scale, 1e-3)
+    )
 
 
 # ---------------------------------------------------------------- the definition
 
-def definition(z: Any, targets: Any, *, epsilon: Any = 0.0, prior: Any = None, weight: Any = None,
-               ignore_index: Any = None, where: Any = None, reduction: str = "mean", axis: int = -1) -> Any:
+
+def definition(
+    z: Any,
+    targets: Any,
+    *,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    weight: Any = None,
+    ignore_index: Any = None,
+    where: Any = None,
+    reduction: str = "mean",
+    axis: int = -1,
+) -> Any:
     """``-sum_k c_k log_softmax(z)_k`` written out in torch, with PyTorch's weighted convention.
 
     Labels: ``c = (1-eps) w_y e_y + eps u w``, ``"mean"`` divides by ``sum w_y`` over the
@@ -76,6 +88,7 @@ def definition(z: Any, targets: Any, *, epsilon: Any = 0.0, prior: Any = None, w
 
 # ---------------------------------------------------------------- the cases
 
+
 def _rng() -> np.random.Generator:
     return np.random.default_rng(20240607)
 
@@ -84,8 +97,18 @@ def _t(a: Any) -> Any:
     return torch.from_numpy(np.asarray(a, dtype=np.float64))
 
 
-CASES = ["plain", "eps", "others", "prior", "per_sample_eps", "weight_ignore", "where",
-         "probs", "probs_others", "axis1"]
+CASES = [
+    "plain",
+    "eps",
+    "others",
+    "prior",
+    "per_sample_eps",
+    "weight_ignore",
+    "where",
+    "probs",
+    "probs_others",
+    "axis1",
+]
 
 
 def make_case(name: str, logits: str = "random") -> dict[str, Any]:
@@ -141,6 +164,7 @@ def loss_functions(case: dict[str, Any], reduction: str) -> tuple[Callable, Call
             options.update({name: f(v) for name, f, v in zip(names, transforms, values)})
             targets = options.pop("targets", case["targets"])
             return ce(z, targets, **options)
+
         return loss
 
     return bind(ltorch.cross_entropy), bind(definition), [case["free"][name][0] for name in names]
@@ -158,6 +182,7 @@ def requiring_grad(*tensors: Any) -> list[Any]:
 
 # ---------------------------------------------------------------- the definition is PyTorch's
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_definition_equals_torch_cross_entropy(reduction: str) -> None:
     """The reference itself: equal to ``F.cross_entropy`` wherever PyTorch has the option."""
@@ -166,23 +191,30 @@ def test_definition_equals_torch_cross_entropy(reduction: str) -> None:
         options = case["options"]
         weight = case["free"].get("weight", (None,))[0]
         native = F.cross_entropy(
-            torch.movedim(case["z"], options["axis"], 1), case["targets"], weight=weight,
-            ignore_index=options.get("ignore_index", -100), reduction=reduction,
-            label_smoothing=options.get("epsilon", 0.0))
+            torch.movedim(case["z"], options["axis"], 1),
+            case["targets"],
+            weight=weight,
+            ignore_index=options.get("ignore_index", -100),
+            reduction=reduction,
+            label_smoothing=options.get("epsilon", 0.0),
+        )
         ours = definition(case["z"], case["targets"], weight=weight, reduction=reduction, **options)
         close(ours, native, rtol=1e-13)
     # Its other priors: "others" with eps is uniform smoothing with eps K / (K - 1); a
     # uniform prior array is uniform smoothing.
     case = make_case("plain")
     native = F.cross_entropy(case["z"], case["targets"], label_smoothing=EPS * K / (K - 1), reduction=reduction)
-    close(definition(case["z"], case["targets"], epsilon=EPS, prior="others", reduction=reduction),
-          native, rtol=1e-13)
+    close(definition(case["z"], case["targets"], epsilon=EPS, prior="others", reduction=reduction), native, rtol=1e-13)
     uniform = torch.full((K,), 1.0 / K, dtype=torch.float64)
-    close(definition(case["z"], case["targets"], epsilon=EPS, prior=uniform, reduction=reduction),
-          F.cross_entropy(case["z"], case["targets"], label_smoothing=EPS, reduction=reduction), rtol=1e-13)
+    close(
+        definition(case["z"], case["targets"], epsilon=EPS, prior=uniform, reduction=reduction),
+        F.cross_entropy(case["z"], case["targets"], label_smoothing=EPS, reduction=reduction),
+        rtol=1e-13,
+    )
 
 
 # ---------------------------------------------------------------- finite differences
+
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("name", CASES)
@@ -204,11 +236,14 @@ def test_gradgradcheck_at_tied_maxima(name: str, logits: str) -> None:
 
 # ---------------------------------------------------------------- against autograd of the definition
 
+
 def _scalar(loss_fn: Callable, cotangent: Any) -> Callable:
     """A scalar objective: ``"none"`` losses are weighted by a fixed cotangent."""
+
     def objective(*args: Any) -> Any:
         loss = loss_fn(*args)
         return (loss * cotangent).sum() if loss.ndim else loss * cotangent
+
     return objective
 
 
@@ -250,6 +285,7 @@ def test_gradient_penalty_equals_the_definition(name: str, logits: str, reductio
 
 # ---------------------------------------------------------------- against PyTorch's own loss
 
+
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("logits", ["random", "zeros"])
 def test_module_gradient_penalty_through_a_model_equals_torch(logits: str, reduction: str) -> None:
@@ -281,10 +317,20 @@ def test_hvp_of_the_function_equals_torch_cross_entropy(reduction: str) -> None:
     weight = _t(rng.uniform(0.5, 2.0, size=K))
     v = _t(rng.normal(size=(N, K)))
     for z0 in (_t(rng.normal(size=(N, K))), torch.zeros(N, K, dtype=torch.float64)):
-        ours = torch.autograd.functional.hvp(lambda z: ltorch.cross_entropy(
-            z, labels, epsilon=0.1, weight=weight, ignore_index=2, reduction=reduction).sum(), z0, v)
-        want = torch.autograd.functional.hvp(lambda z: F.cross_entropy(
-            z, labels, label_smoothing=0.1, weight=weight, ignore_index=2, reduction=reduction).sum(), z0, v)
+        ours = torch.autograd.functional.hvp(
+            lambda z: ltorch.cross_entropy(
+                z, labels, epsilon=0.1, weight=weight, ignore_index=2, reduction=reduction
+            ).sum(),
+            z0,
+            v,
+        )
+        want = torch.autograd.functional.hvp(
+            lambda z: F.cross_entropy(
+                z, labels, label_smoothing=0.1, weight=weight, ignore_index=2, reduction=reduction
+            ).sum(),
+            z0,
+            v,
+        )
         close(ours[0], want[0])
         close(ours[1], want[1])
 
@@ -304,6 +350,7 @@ def test_first_order_backward_builds_no_graph() -> None:
 
 # ---------------------------------------------------------------- NumPy scalar options
 
+
 @pytest.mark.parametrize("scalar", [np.float64, np.float32])
 def test_module_accepts_numpy_label_smoothing(scalar: type) -> None:
     rng = _rng()
@@ -311,8 +358,11 @@ def test_module_accepts_numpy_label_smoothing(scalar: type) -> None:
     z0 = _t(rng.normal(size=(N, K, D)))
     value = scalar(0.1)
     results = []
-    for module in (ltorch.CrossEntropyLoss(label_smoothing=value), ltorch.CrossEntropyLoss(epsilon=value),
-                   torch.nn.CrossEntropyLoss(label_smoothing=value)):
+    for module in (
+        ltorch.CrossEntropyLoss(label_smoothing=value),
+        ltorch.CrossEntropyLoss(epsilon=value),
+        torch.nn.CrossEntropyLoss(label_smoothing=value),
+    ):
         (z,) = requiring_grad(z0)
         loss = module(z, labels)
         results.append((loss, torch.autograd.grad(loss, z)[0]))
@@ -341,6 +391,7 @@ def test_function_accepts_numpy_epsilon(scalar: type) -> None:
 
 
 # ---------------------------------------------------------------- ignore_index with probabilities
+
 
 @pytest.mark.parametrize("ignore_index", [-100, -1, 0, 2, 7])
 def test_module_ignore_index_with_probability_targets_mirrors_torch(ignore_index: int) -> None:
@@ -377,8 +428,10 @@ def test_float32_gradient_penalty_equals_torch() -> None:
     z0 = torch.from_numpy(rng.normal(size=(N, K)).astype(np.float32))
     labels = torch.tensor([0, 2, 3])
     results = []
-    for ce in (lambda z: ltorch.cross_entropy(z, labels, epsilon=0.1),
-               lambda z: F.cross_entropy(z, labels, label_smoothing=0.1)):
+    for ce in (
+        lambda z: ltorch.cross_entropy(z, labels, epsilon=0.1),
+        lambda z: F.cross_entropy(z, labels, label_smoothing=0.1),
+    ):
         (z,) = requiring_grad(z0)
         (g,) = torch.autograd.grad(ce(z), z, create_graph=True)
         penalty = (g**2).sum()
@@ -408,8 +461,10 @@ def test_minus_inf_on_masked_classes_keeps_second_derivatives_finite() -> None:
     v = _t(_rng().normal(size=tuple(z0.shape)))
     results = []
     for ce in (ltorch.cross_entropy, definition):
+
         def loss(z: Any, ce: Callable = ce) -> Any:
             return ce(z, case["targets"], epsilon=EPS, where=case["options"]["where"])
+
         results.append(torch.autograd.functional.hvp(loss, z0, v))
     assert torch.isfinite(results[0][1]).all()
     close(results[0][0], results[1][0])

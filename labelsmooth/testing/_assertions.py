@@ -159,9 +159,11 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     if np.any(a_nan != d_nan):
         first = int(np.flatnonzero((a_nan != d_nan).ravel())[0])
         where_text = _index_text(first, a.shape)
-        msg = (f"{header}\nNaN positions differ: {int(np.sum(a_nan & ~d_nan))} NaN only in actual, "
-               f"{int(np.sum(d_nan & ~a_nan))} NaN only in desired; first at index {where_text} "
-               f"(actual {a64.ravel()[first].item()!r}, desired {d64.ravel()[first].item()!r})")
+        msg = (
+            f"{header}\nNaN positions differ: {int(np.sum(a_nan & ~d_nan))} NaN only in actual, "
+            f"{int(np.sum(d_nan & ~a_nan))} NaN only in desired; first at index {where_text} "
+            f"(actual {a64.ravel()[first].item()!r}, desired {d64.ravel()[first].item()!r})"
+        )
         raise AssertionError(msg)
     both_finite = np.isfinite(a64) & np.isfinite(d64)
     # Infinities (and the NaN already matched above) must be equal exactly.
@@ -170,8 +172,7 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
         error = np.where(both_finite, np.abs(a64 - d64), 0.0)
         error = np.where(exact_mismatch, np.inf, error)
         bound = atol + rtol * np.abs(np.where(both_finite, d64, 0.0))
-        relative = np.where(d64 != 0, error / np.where(d64 != 0, np.abs(d64), 1.0),
-                            np.where(error > 0, np.inf, 0.0))
+        relative = np.where(d64 != 0, error / np.where(d64 != 0, np.abs(d64), 1.0), np.where(error > 0, np.inf, 0.0))
         relative = np.where(both_finite | exact_mismatch, relative, 0.0)
     bad = (error > bound) | exact_mismatch
     n_bad = int(np.sum(bad))
@@ -185,8 +186,10 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     def describe(i: int) -> str:
         return f"at index {_index_text(i, a.shape)} (actual {a_flat[i].item()!r}, desired {d_flat[i].item()!r})"
 
-    msg = (f"{header}\n"
-           f"Mismatched elements: {n_bad} / {a.size} ({100.0 * n_bad / a.size:.3g}%)\n"
-           f"Max absolute error: {flat_error[worst_abs]:.8g} {describe(worst_abs)}\n"
-           f"Max relative error: {flat_relative[worst_rel]:.8g} {describe(worst_rel)}")
+    msg = (
+        f"{header}\n"
+        f"Mismatched elements: {n_bad} / {a.size} ({100.0 * n_bad / a.size:.3g}%)\n"
+        f"Max absolute error: {flat_error[worst_abs]:.8g} {describe(worst_abs)}\n"
+        f"Max relative error: {flat_relative[worst_rel]:.8g} {describe(worst_rel)}"
+    )
     raise AssertionError(msg)

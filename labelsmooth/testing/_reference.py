@@ -27,8 +27,10 @@ def _mpmath() -> Any:
     try:
         import mpmath
     except ImportError as exc:
-        msg = ("the labelsmooth.testing reference needs mpmath: install it with "
-               "`pip install mpmath` (or `pip install labelsmooth[reference]`)")
+        msg = (
+            "the labelsmooth.testing reference needs mpmath: install it with "
+            "`pip install mpmath` (or `pip install labelsmooth[reference]`)"
+        )
         raise ImportError(msg) from exc
     return mpmath
 
@@ -77,9 +79,20 @@ def _check_options(axis: Any, reduction: Any, ignore_index: Any, ndim: int) -> t
     return axis % ndim, reduction, ignore_index
 
 
-def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, weight: Any,
-           ignore_index: Any, where: Any, reduction: Any, dps: int,
-           need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _solve(
+    logits: Any,
+    targets: Any,
+    *,
+    epsilon: Any,
+    prior: Any,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    where: Any,
+    reduction: Any,
+    dps: int,
+    need_grad: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
     mpmath = _mpmath()
     z = _as_float64("logits", logits)
     if z.ndim == 0:
@@ -287,8 +300,7 @@ def _solve(logits: Any, targets: Any, *, epsilon: Any, prior: Any, axis: Any, we
             else:
                 denominator = ctx.fsum(counted)
                 scale = ctx.nan if denominator == 0 else one / denominator
-                loss = np.asarray(float(ctx.nan if denominator == 0 else total_loss / denominator),
-                                  dtype=np.float64)
+                loss = np.asarray(float(ctx.nan if denominator == 0 else total_loss / denominator), dtype=np.float64)
         if not need_grad:
             return loss, None
         grad_rows = np.zeros(rows.shape, dtype=np.float64)
@@ -331,9 +343,19 @@ def reference_cross_entropy_with_grad(
     reduction: str = "mean",
     dps: int = 40,
 ) -> tuple[np.ndarray, np.ndarray]:
-    return _solve(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-                  ignore_index=ignore_index, where=where, reduction=reduction, dps=dps,
-                  need_grad=True)  # type: ignore[return-value]
+    return _solve(
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        dps=dps,
+        need_grad=True,
+    )  # type: ignore[return-value]
 
 
 def reference_cross_entropy(
@@ -350,9 +372,19 @@ def reference_cross_entropy(
     reduction: str = "mean",
     dps: int = 40,
 ) -> np.ndarray:
-    return _solve(logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-                  ignore_index=ignore_index, where=where, reduction=reduction, dps=dps,
-                  need_grad=False)[0]
+    return _solve(
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        dps=dps,
+        need_grad=False,
+    )[0]
 
 
 def reference_cross_entropy_grad(
@@ -370,11 +402,21 @@ def reference_cross_entropy_grad(
     dps: int = 40,
 ) -> np.ndarray:
     return reference_cross_entropy_with_grad(
-        logits, targets, epsilon=epsilon, prior=prior, axis=axis, weight=weight,
-        ignore_index=ignore_index, where=where, reduction=reduction, dps=dps)[1]
+        logits,
+        targets,
+        epsilon=epsilon,
+        prior=prior,
+        axis=axis,
+        weight=weight,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
+        dps=dps,
+    )[1]
 
 
-reference_cross_entropy.__doc__ = r"""Smoothed cross-entropy computed in 40-digit arithmetic from its definition.
+reference_cross_entropy.__doc__ = (
+    r"""Smoothed cross-entropy computed in 40-digit arithmetic from its definition.
 
     For every sample the dense smoothed target and the class weights give
     ``c_k = w_k q'_k`` and
@@ -390,7 +432,9 @@ reference_cross_entropy.__doc__ = r"""Smoothed cross-entropy computed in 40-digi
     It shares no code with :func:`labelsmooth.cross_entropy`, so it can judge it (and any
     other implementation). It is slow (pure Python, about 10 microseconds per element):
     use it on up to a few hundred thousand elements.
-""" + _PARAMETERS_DOC + r"""
+"""
+    + _PARAMETERS_DOC
+    + r"""
     Returns
     -------
     numpy.ndarray of float64
@@ -412,23 +456,32 @@ reference_cross_entropy.__doc__ = r"""Smoothed cross-entropy computed in 40-digi
     >>> float(reference_cross_entropy(z, np.asarray([3]), epsilon=0.1))  # exact for the rounded logits
     1.0996504465365045
 """
+)
 
-reference_cross_entropy_grad.__doc__ = r"""Gradient of :func:`reference_cross_entropy` w.r.t. the logits, in 40-digit arithmetic.
+reference_cross_entropy_grad.__doc__ = (
+    r"""Gradient of :func:`reference_cross_entropy` w.r.t. the logits, in 40-digit arithmetic.
 
     .. math:: \frac{\partial \ell}{\partial z_k} = T p_k - c_k, \qquad T = \sum_k c_k
 
     per sample (``p - q'`` without weights), times ``1 / sum_i w_{y_i}`` (or ``1/N``) for
     ``"mean"``. Masked classes and ignored samples get 0.
-""" + _PARAMETERS_DOC + r"""
+"""
+    + _PARAMETERS_DOC
+    + r"""
     Returns
     -------
     numpy.ndarray of float64
         The logits' shape.
 """
+)
 
-reference_cross_entropy_with_grad.__doc__ = r"""``(reference_cross_entropy(...), reference_cross_entropy_grad(...))`` in one pass.
-""" + _PARAMETERS_DOC + r"""
+reference_cross_entropy_with_grad.__doc__ = (
+    r"""``(reference_cross_entropy(...), reference_cross_entropy_grad(...))`` in one pass.
+"""
+    + _PARAMETERS_DOC
+    + r"""
     Returns
     -------
     loss, grad : numpy.ndarray of float64
 """
+)

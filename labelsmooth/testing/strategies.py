@@ -41,16 +41,13 @@ try:
     from hypothesis.errors import InvalidArgument
     from hypothesis.extra import numpy as hnp
 except ImportError as exc:  # pragma: no cover - exercised only without hypothesis
-    msg = ("labelsmooth.testing.strategies needs hypothesis: install it with "
-           "`pip install hypothesis`")
+    msg = "labelsmooth.testing.strategies needs hypothesis: install it with `pip install hypothesis`"
     raise ImportError(msg) from exc
 
 __all__ = ["ALL_OPTIONS", "CrossEntropyCase", "cross_entropy_cases", "labels", "logits"]
 
 #: Every option :func:`cross_entropy_cases` can exercise.
-ALL_OPTIONS = frozenset(
-    {"epsilon", "per_sample_epsilon", "prior", "weight", "where", "ignore_index", "axis"}
-)
+ALL_OPTIONS = frozenset({"epsilon", "per_sample_epsilon", "prior", "weight", "where", "ignore_index", "axis"})
 
 _SCALES = (1.0, 1.0, 1e-3, 3.0, 30.0, 1e3, 1e4)
 _OFFSETS = (0.0, 0.0, 0.0, 1e6, -1e6, 1e3, -87.0)
@@ -261,14 +258,15 @@ def cross_entropy_cases(
         mask_shape = (num_classes,) if shared_mask else full
         mask = np.array(draw(hnp.arrays(np.bool_, mask_shape)))
         # Every row keeps two allowed classes (one if K == 1), so any prior is valid.
-        keep = draw(hnp.arrays(np.int64, mask_shape[:-1] + (1,), elements=st.integers(0, num_classes - 1)))
+        keep = draw(hnp.arrays(np.int64, (*mask_shape[:-1], 1), elements=st.integers(0, num_classes - 1)))
         classes = np.arange(num_classes)
         mask |= (classes == keep) | (classes == (keep + 1) % num_classes)
 
     # Keep the summed loss inside the dtype's range (matters for float16 only).
     reach = float(np.finfo(dtype).max) / (64.0 * max(num_rows, 1))
-    z = draw(logits(shape=full, dtype=dtype, where=mask, max_scale=min(max_scale, reach),
-                    max_offset=min(max_offset, reach)))
+    z = draw(
+        logits(shape=full, dtype=dtype, where=mask, max_scale=min(max_scale, reach), max_offset=min(max_offset, reach))
+    )
     allowed = np.broadcast_to(np.ones(1, dtype=bool) if mask is None else mask, full)
 
     if kind == "labels":
@@ -285,10 +283,17 @@ def cross_entropy_cases(
 
     width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
     if "per_sample_epsilon" in options and draw(st.booleans()):
-        eps_shape = batch[draw(st.integers(0, len(batch))):]
+        eps_shape = batch[draw(st.integers(0, len(batch))) :]
         representable = sorted({float(dtype.type(e)) for e in _EPSILONS})
-        chosen["epsilon"] = draw(hnp.arrays(dtype, eps_shape, elements=st.one_of(
-            st.sampled_from(representable), st.floats(0.0, 1.0, width=width, allow_subnormal=False))))
+        chosen["epsilon"] = draw(
+            hnp.arrays(
+                dtype,
+                eps_shape,
+                elements=st.one_of(
+                    st.sampled_from(representable), st.floats(0.0, 1.0, width=width, allow_subnormal=False)
+                ),
+            )
+        )
     elif "epsilon" in options and draw(st.booleans()):
         chosen["epsilon"] = draw(st.one_of(st.sampled_from(_EPSILONS), st.floats(0.0, 1.0)))
 
@@ -311,8 +316,7 @@ def cross_entropy_cases(
                 chosen["prior"] = (units / 2.0**bits).astype(dtype)
 
     if "weight" in options and draw(st.booleans()):
-        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(
-            0.125, 4.0, width=width)))
+        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(0.125, 4.0, width=width)))
 
     if mask is not None:
         chosen["where"] = mask
