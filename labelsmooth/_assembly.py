@@ -1,23 +1,140 @@
-"""The loss algebra after the passes over the logits, written once for every backend.
+"""The smoothed cross-entropy assembled around one kernel, the same for every backend.
 
-From the per-row statistics of the softmax (``_core``), the per-sample loss
-``T log s + sum_k c_k d_k`` with ignored rows zeroed and poisoned rows NaN, the
-reductions with PyTorch's normaliser, and the gradient ``row_scale * (T p - c)`` with its
-masks, dtype and layout. The fast paths of ``_numpy_fast`` and ``_jax_fast`` reduce with
-the same functions.
+Before the kernel, from the labels and options alone: the target weights' coefficients
+(``_core.label_coefficients``, or the dense ``c = w * q'``), the reduction's normaliser and
+row scale, and the gradient's per-row coefficients, packed into a ``_kernel.Task``. A
+kernel then runs the passes over the logits (the backend's own where one applies, else
+``_kernel.run``). After it, from its row statistics: the per-sample loss
+``T log s + sum_k c_k d_k`` with ignored rows 0 and poisoned rows NaN, the reduction with
+PyTorch's normaliser, and the gradient in the caller's dtype and layout.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from . import _core
-from ._backend import device_of
+from . import _core, _jax_fast, _kernel, _numpy_fast, _torch_fast
+from ._backend import device_of, fast_paths_enabled
 
-__all__ = ["Evaluation", "dense_coefficients", "evaluate", "finish_gradient", "gradient", "reduce", "row_scale"]
+__all__ = ["dense_coefficients", "finish_gradient", "mask_rows", "reduce", "solve"]
 
 _NAN = float("nan")
+_BACKEND_KERNELS = (_numpy_fast, _jax_fast, _torch_fast)
+
+
+def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
+    """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``)."""
+    denominator = _mean_denominator(problem) if problem.reduction == "mean" else None
+    scale = 1.0 if denominator is None else _reciprocal(problem, denominator)
+    if problem.labels is not None:
+        coefficients, task = _label_task(problem, scale, with_grad)
+    else:
+        total, task = _dense_task(problem, scale, with_grad)
+    stats = _kernel_for(task)(task)
+    if problem.labels is not None:
+        per_sample = _core.label_loss(
+            coefficients, stats.log_sum, stats.true_half, stats.profile_distance, stats.h, problem.xp
+        )
+    else:
+        per_sample = total * stats.log_sum + stats.profile_distance / stats.h
+    loss = reduce(problem, mask_rows(problem, per_sample), denominator)
+    return loss, None if stats.grad is None else finish_gradient(problem, stats.grad)
+
+
+def _kernel_for(task: _kernel.Task) -> Any:
+    if fast_paths_enabled():
+        for kernel in _BACKEND_KERNELS:
+            if kernel.supports(task):
+                return kernel.run
+    return _kernel.run
+
+
+def _task(problem: Any, with_grad: bool, **fields: Any) -> _kernel.Task:
+    return _kernel.Task(
+        xp=problem.xp,
+        logits=problem.logits,
+        labels=problem.labels,
+        allowed=problem.allowed,
+        acc=problem.acc,
+        with_grad=with_grad,
+        zero_rows=problem.ignored,
+        nan_rows=problem.poison,
+        **fields,
+    )
+
+
+def _label_task(problem: Any, scale: Any, with_grad: bool) -> tuple[_core.LabelCoefficients, _kernel.Task]:
+    """The coefficients of integer labels (PyTorch's weighted convention) and their task."""
+    xp, acc, epsilon = problem.xp, problem.acc, problem.epsilon
+    shape = problem.logits.shape
+    labels = problem.labels[..., None]
+    true_weight = 1.0
+    if problem.weight is not None:
+        true_weight = xp.astype(_core.take_along_last(xp.broadcast_to(problem.weight, shape), labels, xp), acc)
+    prior_kind = problem.prior if problem.prior is None or isinstance(problem.prior, str) else "array"
+    profile = profile_sum = true_profile = None
+    if not (isinstance(epsilon, float) and epsilon == 0.0):
+        profile = _label_profile(problem, prior_kind)
+        if profile is None:
+            profile_sum, true_profile = problem.num_allowed * 1.0, 1.0
+        else:
+            profile_sum = _class_sum(profile, shape, xp, acc)
+            true_profile = xp.astype(_core.take_along_last(xp.broadcast_to(profile, shape), labels, xp), acc)
+    coefficients = _core.label_coefficients(
+        epsilon,
+        true_weight,
+        prior_kind=prior_kind,
+        num_allowed=problem.num_allowed,
+        profile_sum=profile_sum,
+        true_profile=true_profile,
+    )
+    total, spread, true_part = _core.scaled_gradient_coefficients(coefficients, scale)
+    task = _task(
+        problem,
+        with_grad,
+        profile=profile,
+        sum_profile=coefficients.spread_coef is not None,
+        exclude_label=prior_kind == "others",
+        prob_coef=total,
+        spread_coef=spread,
+        true_coef=true_part,
+    )
+    return coefficients, task
+
+
+def _label_profile(problem: Any, prior_kind: Any) -> Any:
+    """The class profile of the smoothing part ``eps * u * w`` (None: ones over every class)."""
+    weight = problem.weight
+    if prior_kind == "array":
+        return problem.prior if weight is None else problem.prior * weight
+    if problem.allowed is None:
+        return weight
+    mask = problem.xp.astype(problem.allowed, problem.logits.dtype)
+    return mask if weight is None else mask * weight
+
+
+def _class_sum(profile: Any, shape: tuple, xp: Any, acc: Any) -> Any:
+    """``sum_k profile_k`` of every row; a class vector is summed once, not once a row."""
+    if profile.ndim == 1:
+        return xp.sum(profile, dtype=acc)
+    return xp.sum(xp.broadcast_to(profile, shape), axis=-1, keepdims=True, dtype=acc)
+
+
+def _dense_task(problem: Any, scale: Any, with_grad: bool) -> tuple[Any, _kernel.Task]:
+    """``T = sum_k c_k`` of probability targets and their task (``c`` as the profile)."""
+    coefficients = dense_coefficients(problem)
+    total = problem.xp.sum(coefficients, axis=-1, keepdims=True, dtype=problem.acc)
+    task = _task(
+        problem,
+        with_grad,
+        profile=coefficients,
+        sum_profile=True,
+        exclude_label=False,
+        prob_coef=total * scale,
+        spread_coef=scale,
+        true_coef=None,
+    )
+    return total, task
 
 
 def dense_coefficients(problem: Any) -> Any:
@@ -31,42 +148,15 @@ def dense_coefficients(problem: Any) -> Any:
     return smoothed if problem.weight is None else smoothed * problem.weight
 
 
-@dataclass
-class Evaluation:
-    per_sample: Any  # acc dtype, batch + (1,): NaN on poisoned rows, 0 on ignored ones
-    rows: Any
-    label_terms: Any
-    dense_coef: Any
-    dense_total: Any
-
-
-def evaluate(problem: Any) -> Evaluation:
-    xp, acc = problem.xp, problem.acc
-    rows = _core.row_softmax(problem.logits, problem.allowed, xp, acc)
-    label_terms = dense_coef = dense_total = None
-    if problem.labels is not None:
-        label_terms = _core.label_target_terms(
-            rows,
-            problem.labels,
-            epsilon=problem.epsilon,
-            prior=problem.prior,
-            weight=problem.weight,
-            allowed=problem.allowed,
-            num_allowed=problem.num_allowed,
-            xp=xp,
-            acc_dtype=acc,
-        )
-        per_sample = label_terms.per_sample
-    else:
-        dense_coef = dense_coefficients(problem)
-        dense_total, distance = _core.dense_target_terms(rows, dense_coef, xp, acc)
-        per_sample = dense_total * rows.log_sum + distance
+def mask_rows(problem: Any, per_sample: Any) -> Any:
+    """Per-sample losses with ignored rows 0 and poisoned rows NaN."""
+    xp = problem.xp
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
     if problem.poison is not None:
         # Multiply rather than select, so that autodiff of the loss is NaN there as well.
         per_sample = per_sample * xp.where(problem.poison, _NAN, 1.0)
-    return Evaluation(per_sample, rows, label_terms, dense_coef, dense_total)
+    return per_sample
 
 
 def _mean_denominator(problem: Any) -> Any:
@@ -83,7 +173,7 @@ def _mean_denominator(problem: Any) -> Any:
     else:
         labels = problem.labels[..., None]
         full = xp.broadcast_to(problem.weight, problem.logits.shape)
-        counted = xp.astype(_core._take_along_last(full, labels, xp), acc)
+        counted = xp.astype(_core.take_along_last(full, labels, xp), acc)
     if problem.ignored is not None:
         counted = xp.where(problem.ignored, 0.0, counted)
     return xp.sum(counted)
@@ -95,59 +185,31 @@ def _safe_divide(numerator: Any, denominator: Any, xp: Any) -> Any:
     return xp.where(denominator == 0, _NAN, numerator / safe)
 
 
-def reduce(problem: Any, per_sample: Any) -> tuple[Any, Any]:
-    """(loss in the result dtype, per-row gradient scale in acc dtype) of per-sample losses."""
-    xp = problem.xp
-    if problem.reduction == "none":
-        return xp.astype(per_sample[..., 0], problem.result_dtype), 1.0
-    # NumPy reductions give scalars: reshape to keep the result a 0-d array.
-    total = xp.reshape(xp.sum(per_sample), (1,))
-    if problem.reduction == "sum":
-        return xp.reshape(xp.astype(total, problem.result_dtype), ()), 1.0
-    denominator = _mean_denominator(problem)
-    loss = _safe_divide(total, denominator, xp)
-    return xp.reshape(xp.astype(loss, problem.result_dtype), ()), _scale_of(problem, denominator)
-
-
-def row_scale(problem: Any) -> Any:
-    """The factor the reduction applies to every row's gradient: ``1 / denominator`` for "mean".
-
-    It depends on the labels, weights and ignored rows only, so a kernel that writes the
-    gradient in its pass over the logits can take it before that pass.
-    """
-    if problem.reduction != "mean":
-        return 1.0
-    return _scale_of(problem, _mean_denominator(problem))
-
-
-def _scale_of(problem: Any, denominator: Any) -> Any:
+def _reciprocal(problem: Any, denominator: Any) -> Any:
+    """The row scale of ``"mean"``: every row's gradient is divided by the normaliser."""
     one = problem.xp.asarray(1.0, dtype=problem.acc, device=device_of(problem.logits))
     return _safe_divide(one, denominator, problem.xp)
 
 
-def gradient(problem: Any, evaluation: Evaluation, scale: Any) -> Any:
-    xp = problem.xp
-    if problem.labels is not None:
-        grad = _core.label_gradient(evaluation.rows, evaluation.label_terms, scale, xp)
-    else:
-        grad = _core.dense_gradient(evaluation.rows, evaluation.dense_coef, evaluation.dense_total, scale, xp)
-    return finish_gradient(problem, grad)
+def reduce(problem: Any, per_sample: Any, denominator: Any = None) -> Any:
+    """The loss in the result dtype from per-sample losses (batch + (1,), acc dtype).
 
-
-def finish_gradient(problem: Any, grad: Any, *, apply_masks: bool = True) -> Any:
-    """Gradient rows (class last) in the caller's layout and dtype.
-
-    With ``apply_masks``, masked classes and ignored rows get 0 and poisoned rows NaN (a
-    kernel that folded them into its per-row coefficients passes False).
+    ``denominator`` is the normaliser of ``"mean"`` when the caller has it already.
     """
     xp = problem.xp
-    if apply_masks:
-        if problem.allowed is not None:
-            grad = xp.where(problem.allowed, grad, 0.0)
-        if problem.ignored is not None:
-            grad = xp.where(problem.ignored, 0.0, grad)
-        if problem.poison is not None:
-            grad = xp.where(problem.poison, _NAN, grad)
+    if problem.reduction == "none":
+        return xp.astype(per_sample[..., 0], problem.result_dtype)
+    # NumPy reductions give scalars: reshape to keep the result a 0-d array.
+    total = xp.reshape(xp.sum(per_sample), (1,))
+    if problem.reduction == "mean":
+        denominator = _mean_denominator(problem) if denominator is None else denominator
+        total = _safe_divide(total, denominator, xp)
+    return xp.reshape(xp.astype(total, problem.result_dtype), ())
+
+
+def finish_gradient(problem: Any, grad: Any) -> Any:
+    """Gradient rows (class last, masks applied by the kernel) in the caller's dtype and layout."""
+    xp = problem.xp
     grad = xp.astype(grad, problem.result_dtype, copy=False)
     if problem.axis != problem.ndim - 1:
         grad = xp.moveaxis(grad, -1, problem.axis)

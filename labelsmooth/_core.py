@@ -1,8 +1,9 @@
 """Backend-neutral numerical core shared by every public function.
 
 All functions here take a required namespace ``xp``, assume validated inputs and work with
-the class axis *last*. The public layer (``_api.py``) moves the class axis, casts to the
-working dtype and validates; the math of the loss and of its gradient lives only here.
+the class axis *last*. Problem preparation (``_problem``) moves the class axis, casts to the
+working dtype and validates; the formulas of the loss and of its gradient live only here,
+and ``_kernel`` / ``_assembly`` evaluate them.
 
 Notation (one row): ``z`` logits, ``m = max_k z_k`` over the allowed classes,
 ``shifted = z - m <= 0``, ``d = -shifted >= 0``, ``s = sum_k exp(shifted_k)``.
@@ -26,15 +27,17 @@ from ._backend import device_of, subtract_quietly, values_checkable
 
 __all__ = [
     "LabelCoefficients",
-    "LabelTargets",
     "RowSoftmax",
-    "dense_target_terms",
+    "half_true_distance",
     "label_coefficients",
     "label_loss",
-    "label_target_terms",
+    "overflow_scale",
     "row_softmax",
+    "scaled_distance_sum",
     "scaled_gradient_coefficients",
     "smoothed_rows",
+    "take_along_last",
+    "true_term_distance",
 ]
 
 _INF = float("inf")
@@ -139,9 +142,18 @@ def _weighted_row_sum(d: Any, coef: Any, xp: Any, acc_dtype: Any) -> Any:
     return xp.sum(coef * cleaned, axis=-1, keepdims=True, dtype=acc_dtype)
 
 
+def take_along_last(x: Any, index: Any, xp: Any) -> Any:
+    """``x`` at ``index`` (batch + (1,)) along the last axis."""
+    if hasattr(xp, "take_along_axis"):
+        return xp.take_along_axis(x, index, axis=-1)
+    # Dask has no take_along_axis: select with a comparison (same result, one more pass).
+    classes = xp.arange(x.shape[-1], dtype=index.dtype, device=device_of(x))
+    return xp.sum(xp.where(classes == index, x, 0.0), axis=-1, keepdims=True)
+
+
 def half_true_distance(rows: RowSoftmax, labels: Any, xp: Any, acc_dtype: Any) -> Any:
     """``d_y / 2 = m / 2 - z_y / 2`` in the accumulation dtype: exact halves, no overflow."""
-    z_y = xp.astype(_take_along_last(rows.logits, labels, xp), acc_dtype)
+    z_y = xp.astype(take_along_last(rows.logits, labels, xp), acc_dtype)
     return xp.astype(_finite_shift(rows, xp), acc_dtype) * 0.5 - z_y * 0.5
 
 
@@ -246,90 +258,6 @@ def scaled_gradient_coefficients(coefs: LabelCoefficients, row_scale: Any) -> tu
     return coefs.total * row_scale, spread, coefs.grad_true_coef * row_scale
 
 
-@dataclass
-class LabelTargets:
-    """Target weights of integer labels, never expanded to dense rows."""
-
-    labels: Any  # safe labels (in range), batch shape + (1,)
-    coefficients: LabelCoefficients
-    profile: Any  # working dtype, broadcastable to logits, or None (ones); spans every class
-    per_sample: Any  # the loss of each row, acc dtype, batch shape + (1,)
-
-
-def _take_along_last(x: Any, index: Any, xp: Any) -> Any:
-    if hasattr(xp, "take_along_axis"):
-        return xp.take_along_axis(x, index, axis=-1)
-    # Dask has no take_along_axis: select with a comparison (same result, one more pass).
-    classes = xp.arange(x.shape[-1], dtype=index.dtype, device=device_of(x))
-    return xp.sum(xp.where(classes == index, x, 0.0), axis=-1, keepdims=True)
-
-
-def label_target_terms(
-    rows: RowSoftmax,
-    labels: Any,
-    *,
-    epsilon: Any,
-    prior: Any,
-    weight: Any,
-    allowed: Any,
-    num_allowed: Any,
-    xp: Any,
-    acc_dtype: Any,
-) -> LabelTargets:
-    """Coefficients and per-sample loss of integer labels (PyTorch's weighted convention).
-
-    ``epsilon`` is a Python float or an acc-dtype array of shape batch + (1,);
-    ``prior`` is ``None``, ``"others"`` or a working-dtype array broadcastable to the
-    logits, already zero on masked classes and normalised over the allowed ones.
-    ``num_allowed`` is the row count of allowed classes (acc dtype) or the int ``K``.
-    """
-    shifted = rows.shifted
-    labels = labels[..., None]
-    true_half = half_true_distance(rows, labels, xp, acc_dtype)
-    true_weight = 1.0
-    if weight is not None:
-        true_weight = xp.astype(_take_along_last(xp.broadcast_to(weight, shifted.shape), labels, xp), acc_dtype)
-    prior_kind = prior if prior is None or isinstance(prior, str) else "array"
-    if isinstance(epsilon, float) and epsilon == 0.0:
-        coefs = label_coefficients(
-            epsilon, true_weight, prior_kind=prior_kind, num_allowed=num_allowed, profile_sum=None, true_profile=None
-        )
-        return LabelTargets(labels, coefs, None, label_loss(coefs, rows.log_sum, true_half, None, 1.0, xp))
-
-    # The spread part eps * u * w as (row coefficient) x (class profile).
-    if prior_kind == "array":
-        profile = prior if weight is None else prior * weight
-    else:
-        profile = weight
-        if allowed is not None:
-            mask = xp.astype(allowed, shifted.dtype)
-            profile = mask if weight is None else mask * weight
-    if profile is None:
-        profile_full = None
-        profile_sum, true_profile = num_allowed * 1.0, 1.0
-    else:
-        profile_full = xp.broadcast_to(profile, shifted.shape)
-        profile_sum = xp.sum(profile_full, axis=-1, keepdims=True, dtype=acc_dtype)
-        true_profile = xp.astype(_take_along_last(profile_full, labels, xp), acc_dtype)
-    coefs = label_coefficients(
-        epsilon,
-        true_weight,
-        prior_kind=prior_kind,
-        num_allowed=num_allowed,
-        profile_sum=profile_sum,
-        true_profile=true_profile,
-    )
-    summed = profile_full
-    if prior_kind == "others":
-        # The loss's smoothing sum leaves the true class out, so that no term of the loss
-        # cancels against another (d_y may be huge).
-        classes = xp.arange(shifted.shape[-1], dtype=labels.dtype, device=device_of(shifted))
-        others = xp.astype(classes != labels, shifted.dtype)
-        summed = others if profile_full is None else others * profile_full
-    distance_h, h = scaled_distance_sum(rows, summed, xp, acc_dtype)
-    return LabelTargets(labels, coefs, profile, label_loss(coefs, rows.log_sum, true_half, distance_h, h, xp))
-
-
 def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread_half: Any, xp: Any) -> Any:
     """``2 * (true_coef * d_y / 2 + spread_half)``, with the limit taken when ``d_y = +inf``.
 
@@ -355,34 +283,3 @@ def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread
     else:
         limit = xp.where(class_weight > 0.0, _INF, no_mass)
     return xp.where(infinite, limit, distance)
-
-
-def _in_dtype(value: Any, dtype: Any, xp: Any) -> Any:
-    """Cast an array coefficient to ``dtype``; Python scalars stay weakly typed."""
-    return value if isinstance(value, (int, float)) else xp.astype(value, dtype)
-
-
-def label_gradient(rows: RowSoftmax, targets: LabelTargets, row_scale: Any, xp: Any) -> Any:
-    """``row_scale * (T * p - c)`` for integer labels, in the working dtype."""
-    work = rows.exp_shifted.dtype
-    total, spread, true_part = scaled_gradient_coefficients(targets.coefficients, row_scale)
-    grad = xp.astype(total / rows.sum_exp, work) * rows.exp_shifted
-    if spread is not None:
-        profile = 1.0 if targets.profile is None else targets.profile
-        grad = grad - _in_dtype(spread, work, xp) * profile
-    classes = xp.arange(grad.shape[-1], dtype=targets.labels.dtype, device=device_of(grad))
-    return xp.where(classes == targets.labels, grad - _in_dtype(true_part, work, xp), grad)
-
-
-def dense_target_terms(rows: RowSoftmax, coef: Any, xp: Any, acc_dtype: Any) -> tuple[Any, Any]:
-    """``T`` and ``sum_k c_k d_k`` for dense target weights ``c``."""
-    total = xp.sum(coef, axis=-1, keepdims=True, dtype=acc_dtype)
-    distance_h, h = scaled_distance_sum(rows, coef, xp, acc_dtype)
-    return total, distance_h / h
-
-
-def dense_gradient(rows: RowSoftmax, coef: Any, total: Any, row_scale: Any, xp: Any) -> Any:
-    """``row_scale * (T * p - c)`` for dense target weights ``c``."""
-    work = rows.exp_shifted.dtype
-    prob_coef = xp.astype(total * row_scale / rows.sum_exp, work)
-    return prob_coef * rows.exp_shifted - _in_dtype(row_scale, work, xp) * coef

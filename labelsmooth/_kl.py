@@ -144,8 +144,7 @@ def kl_divergence(
         reduction=reduction,
         xp=xp,
     )
-    loss, _ = reduce(problem, _per_sample(problem))
-    return loss
+    return reduce(problem, _per_sample(problem))
 
 
 kl_divergence.__doc__ = (

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _jax_fast, _numpy_fast, _torch_fast
-from ._assembly import evaluate, gradient, reduce
+from ._assembly import solve
 from ._docs import OPTIONS_DOC, RAISES_DOC
 from ._problem import prepare
 
@@ -38,14 +37,7 @@ def cross_entropy(
         reduction=reduction,
         xp=xp,
     )
-    if _numpy_fast.eligible(problem):
-        return _numpy_fast.evaluate(problem, with_grad=False)[0]
-    if _jax_fast.eligible(problem):
-        return _jax_fast.evaluate(problem, with_grad=False)[0]
-    if _torch_fast.eligible(problem):
-        return _torch_fast.evaluate(problem, with_grad=False)[0]
-    loss, _ = reduce(problem, evaluate(problem).per_sample)
-    return loss
+    return solve(problem, with_grad=False)[0]
 
 
 def cross_entropy_grad(
@@ -102,15 +94,7 @@ def cross_entropy_with_grad(
         reduction=reduction,
         xp=xp,
     )
-    if _numpy_fast.eligible(problem):
-        return _numpy_fast.evaluate(problem, with_grad=True)
-    if _jax_fast.eligible(problem):
-        return _jax_fast.evaluate(problem, with_grad=True)
-    if _torch_fast.eligible(problem):
-        return _torch_fast.evaluate(problem, with_grad=True)
-    evaluation = evaluate(problem)
-    loss, scale = reduce(problem, evaluation.per_sample)
-    return loss, gradient(problem, evaluation, scale)
+    return solve(problem, with_grad=True)
 
 
 cross_entropy.__doc__ = (

@@ -25,16 +25,15 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from array_api_compat import is_numpy_namespace
 
-from . import _assembly, _core
-from ._backend import fast_paths_enabled
+from . import _core, _kernel
 
-__all__ = ["eligible", "evaluate"]
+__all__ = ["run", "supports"]
 
 # A block of rows of about this many bytes stays in a core's L2 cache through its passes,
 # and is long enough that the Python work between NumPy calls (which holds the GIL) is
@@ -116,61 +115,49 @@ def _segments(x: np.ndarray, lead: int) -> list[np.ndarray]:
     return views
 
 
-def eligible(problem: Any) -> bool:
-    """Whether ``problem`` (a validated ``_problem.Problem``) takes the NumPy fast path."""
-    if not fast_paths_enabled() or not is_numpy_namespace(problem.xp):
+def supports(task: Any) -> bool:
+    """Whether this kernel runs ``task`` (a ``_kernel.Task``): NumPy arrays, no class mask."""
+    if not is_numpy_namespace(task.xp) or task.allowed is not None or task.nan_rows is not None:
         return False
-    z = problem.logits
+    z = task.logits
     if type(z) is not np.ndarray or z.dtype not in (np.float32, np.float64) or z.size == 0:
         return False
-    if problem.allowed is not None or problem.poison is not None:
+    profile = task.profile
+    if profile is not None and type(profile) is not np.ndarray:
         return False
-    if problem.probabilities is not None and type(problem.probabilities) is not np.ndarray:
-        return False
-    prior = problem.prior
-    if (
-        prior is not None
-        and not isinstance(prior, str)
-        and (type(prior) is not np.ndarray or _single_row(prior, z.shape) is None)
-    ):
+    if task.labels is not None and profile is not None and _single_row(profile, z.shape) is None:
         return False
     lead = _leading_dims(z)
-    if problem.probabilities is not None:
-        lead = max(lead, _leading_dims(problem.probabilities))
+    if task.labels is None:
+        lead = max(lead, _leading_dims(np.broadcast_to(task.profile, z.shape)))
     rows_per_segment = 1
     for size in z.shape[lead:-1]:
         rows_per_segment *= size
-    # Segments of a few rows each would cost more in Python than the generic path.
+    # Segments of a few rows each would cost more in Python than the generic kernel.
     return lead == 0 or rows_per_segment >= 16
 
 
 @dataclass
 class _Plan:
-    problem: Any
-    with_grad: bool
+    task: Any
     work: Any
     num_rows: int
     num_classes: int
     block_rows: int
     labels: Any  # (M,) or None
-    epsilon: Any  # float or (M,) float64
-    prior_row: Any  # None, "others" or (K,)
-    row_scale: Any  # 1.0 or 0-d float64
-    # label targets
-    others: bool = False  # prior "others": the true class is left out of the profile sums
-    profile: Any = None  # (K,) work dtype, or None for all ones
+    # the gradient's coefficients: floats or (M,) float64, and the last two in the work dtype
+    prob_coef: Any
+    spread_coef: Any
+    true_coef: Any
+    spread_work: Any = None
+    true_work: Any = None
+    profile: Any = None  # integer labels: (K,) work dtype, or None for all ones
     profile_zero: Any = None  # (K,) bool where the profile is 0, or None
-    coefficients: Any = None  # _core.LabelCoefficients of the rows
-    total_scaled: Any = None
-    true_part: Any = None  # work dtype
-    spread_part: Any = None  # work dtype, or None
     # per-row results, float64
     log_sum: Any = None
     true_half: Any = None  # d_y / 2 = m / 2 - z_y / 2
-    profile_shifted: Any = None
+    profile_shifted: Any = None  # sum_k profile_k (z_k - m), times profile_scale
     profile_scale: Any = None  # (M,) the power of two each profile sum was scaled by
-    generic_loss: Any = None
-    generic_ranges: list = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=32)
@@ -187,7 +174,7 @@ class _Workspace:
 
     def __init__(self, plan: _Plan) -> None:
         b, k = plan.block_rows, plan.num_classes
-        self.scratch: Any = None if plan.with_grad else np.empty((b, k), plan.work)
+        self.scratch: Any = None if plan.task.with_grad else np.empty((b, k), plan.work)
         self.weighted: Any = None if plan.profile is None else np.empty((b, k), plan.work)
         self.parts: Any = None
         width = k
@@ -227,34 +214,28 @@ def _rows_of(value: Any, start: int, stop: int, column: bool = False) -> Any:
     return value
 
 
-def _generic_block(plan: _Plan, z_block: Any, q_block: Any, grad_block: Any, start: int, stop: int) -> None:
-    """Evaluate rows ``start:stop`` with the generic path (same formulas, same edge cases)."""
-    problem = plan.problem
-    epsilon = plan.epsilon
-    if isinstance(epsilon, np.ndarray):
-        epsilon = epsilon[start:stop, None]
+def _generic_block(plan: _Plan, z_block: Any, profile_block: Any, grad_block: Any, start: int, stop: int) -> None:
+    """Rows ``start:stop`` by the array-API kernel (same formulas, every edge case)."""
+    task = plan.task
     sub = replace(
-        problem,
+        task,
         logits=z_block,
-        probabilities=q_block,
-        epsilon=epsilon,
-        prior=plan.prior_row,
         labels=None if plan.labels is None else plan.labels[start:stop],
-        ignored=None,
-        poison=None,
+        profile=plan.profile if profile_block is None else profile_block,
+        prob_coef=_rows_of(plan.prob_coef, start, stop, column=True),
+        spread_coef=_rows_of(plan.spread_coef, start, stop, column=True),
+        true_coef=_rows_of(plan.true_coef, start, stop, column=True),
+        zero_rows=None,
     )
-    evaluation = _assembly.evaluate(sub)
-    plan.generic_loss[start:stop] = evaluation.per_sample[:, 0]
-    plan.generic_ranges.append((start, stop))
-    if grad_block is None:
-        return
-    if plan.labels is not None:
-        grad = _core.label_gradient(evaluation.rows, evaluation.label_terms, plan.row_scale, problem.xp)
-    else:
-        grad = _core.dense_gradient(
-            evaluation.rows, evaluation.dense_coef, evaluation.dense_total, plan.row_scale, problem.xp
-        )
-    grad_block[...] = grad
+    stats = _kernel.run(sub)
+    plan.log_sum[start:stop] = stats.log_sum[:, 0]
+    if stats.true_half is not None:
+        plan.true_half[start:stop] = stats.true_half[:, 0]
+    if stats.profile_distance is not None:
+        plan.profile_shifted[start:stop] = -stats.profile_distance[:, 0]
+        plan.profile_scale[start:stop] = stats.h
+    if grad_block is not None:
+        grad_block[...] = stats.grad
 
 
 def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: int, ws: _Workspace) -> None:
@@ -288,26 +269,26 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     if grad_block is None:
         return
     flat[at_top] = 1.0
-    prob_coef = (_rows_of(plan.total_scaled, start, stop) / (rest + 1.0)).astype(plan.work)
+    prob_coef = (_rows_of(plan.prob_coef, start, stop) / (rest + 1.0)).astype(plan.work)
     if b * _SHORT_ROW > work.size:
         np.multiply(flat, np.repeat(prob_coef, work.shape[1]), out=flat)
     else:
         np.multiply(work, prob_coef[:, None], out=work)
-    if plan.spread_part is not None:
-        spread = _rows_of(plan.spread_part, start, stop, column=True)
+    if plan.spread_work is not None:
+        spread = _rows_of(plan.spread_work, start, stop, column=True)
         if plan.profile is None:
             np.subtract(work, spread, out=work)
         else:
             spread_row = ws.weighted[:b]
             np.multiply(plan.profile, spread, out=spread_row)
             np.subtract(work, spread_row, out=work)
-    flat[at_label] -= _rows_of(plan.true_part, start, stop)
+    flat[at_label] -= _rows_of(plan.true_work, start, stop)
 
 
 def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: int, stop: int, ws: _Workspace) -> None:
     """``sum_k profile_k (z_k - m)`` of each row of the block (``work = z - m``)."""
     flat = work.reshape(-1)
-    if plan.others:
+    if plan.task.exclude_label:
         # The true class is left out of the sum rather than subtracted from it afterwards,
         # which would cancel when d_y is large.
         true_shifted = flat[at_label]
@@ -324,7 +305,7 @@ def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: in
     if overflowed.size:
         _rescale_profile_sums(plan, z_block, overflowed, sums, start)
     plan.profile_shifted[start:stop] = sums
-    if plan.others:
+    if plan.task.exclude_label:
         flat[at_label] = true_shifted
 
 
@@ -338,7 +319,7 @@ def _rescale_profile_sums(plan: _Plan, z_block: Any, overflowed: Any, sums: Any,
     h = _core.overflow_scale(plan.num_classes)
     z = z_block[overflowed].astype(np.float64)
     shifted_h = z * h - z.max(axis=1, keepdims=True) * h
-    if plan.others:
+    if plan.task.exclude_label:
         shifted_h[np.arange(overflowed.size), plan.labels[start + overflowed]] = 0.0
     if plan.profile is not None:
         shifted_h = np.where(plan.profile == 0.0, 0.0, shifted_h * plan.profile)
@@ -348,25 +329,30 @@ def _rescale_profile_sums(plan: _Plan, z_block: Any, overflowed: Any, sums: Any,
 
 def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
     ws = _Workspace(plan)
-    for start, stop, z_block, q_block in tasks:
+    for start, stop, z_block, profile_block in tasks:
         grad_block = None if grad_rows is None else grad_rows[start:stop]
-        if q_block is None:
+        if plan.labels is not None:
             _label_block(plan, z_block, grad_block, start, stop, ws)
         else:
-            _generic_block(plan, z_block, q_block, grad_block, start, stop)
+            _generic_block(plan, z_block, profile_block, grad_block, start, stop)
 
 
-def _blocks(plan: _Plan, z_views: list, q_views: Any) -> list:
+def _blocks(plan: _Plan, z_views: list, profile_views: Any) -> list:
     tasks = []
     offset = 0
     step = plan.block_rows
     for i, z_view in enumerate(z_views):
         rows = z_view.shape[0]
-        q_view = None if q_views is None else q_views[i]
+        profile_view = None if profile_views is None else profile_views[i]
         for first in range(0, rows, step):
             last = min(first + step, rows)
             tasks.append(
-                (offset + first, offset + last, z_view[first:last], None if q_view is None else q_view[first:last])
+                (
+                    offset + first,
+                    offset + last,
+                    z_view[first:last],
+                    None if profile_view is None else profile_view[first:last],
+                )
             )
         offset += rows
     return tasks
@@ -404,111 +390,69 @@ def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
         raise errors[0]
 
 
-def _label_coefficients(plan: _Plan) -> None:
-    """The profile and the per-row coefficients (``_core.label_coefficients``) of the plan."""
-    problem = plan.problem
-    weight, epsilon, prior = problem.weight, plan.epsilon, plan.prior_row
-    true_weight = 1.0 if weight is None else weight[plan.labels].astype(np.float64)
-    prior_kind = prior if prior is None or isinstance(prior, str) else "array"
-    profile = profile_sum = true_profile = None
-    if not (isinstance(epsilon, float) and epsilon == 0.0):
-        plan.others = prior_kind == "others"
-        if prior_kind == "array":
-            profile = prior if weight is None else prior * weight
-        else:
-            profile = weight
-        if profile is None:
-            profile_sum, true_profile = plan.num_classes * 1.0, 1.0
-        else:
-            profile_sum = np.add.reduce(profile, dtype=np.float64)
-            if not profile.all():
-                plan.profile_zero = profile == 0
-            true_profile = profile[plan.labels].astype(np.float64)
-    plan.profile = profile
-    plan.coefficients = _core.label_coefficients(
-        epsilon,
-        true_weight,
-        prior_kind=prior_kind,
-        num_allowed=plan.num_classes,
-        profile_sum=profile_sum,
-        true_profile=true_profile,
-    )
-    total, spread, true_part = _core.scaled_gradient_coefficients(plan.coefficients, plan.row_scale)
-    plan.total_scaled = total
-    plan.true_part = np.asarray(true_part).astype(plan.work)
-    if spread is not None:
-        plan.spread_part = np.asarray(spread).astype(plan.work)
+def _flat_rows(value: Any, batch_shape: tuple) -> Any:
+    """A per-row coefficient as a float or ``(M,)`` float64 values (None stays None)."""
+    if value is None or isinstance(value, float):
+        return value
+    return np.broadcast_to(np.asarray(value, np.float64), (*batch_shape, 1)).reshape(-1)
 
 
-def _label_losses(plan: _Plan) -> Any:
-    """Per-sample losses from the per-row sums (``_core.label_loss``)."""
-    distance_h = None if plan.profile_shifted is None else -plan.profile_shifted
-    return _core.label_loss(
-        plan.coefficients, plan.log_sum, plan.true_half, distance_h, plan.profile_scale, plan.problem.xp
-    )
+def _work_values(value: Any, work: Any) -> Any:
+    return None if value is None else np.asarray(value).astype(work)
 
 
-def evaluate(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
-    """``(loss, grad)`` of an eligible problem (``grad`` is None unless ``with_grad``)."""
-    z = problem.logits
+def _plan(task: Any) -> _Plan:
+    z = task.logits
     num_classes = z.shape[-1]
-    batch_shape = z.shape[:-1]
     num_rows = z.size // num_classes
-    labels = None if problem.labels is None else np.reshape(problem.labels, -1)
-    ignored = None if problem.ignored is None else np.reshape(problem.ignored, -1)
-    epsilon = problem.epsilon
-    if not isinstance(epsilon, float):
-        epsilon = np.reshape(epsilon, -1)
-    prior = problem.prior
-    if prior is not None and not isinstance(prior, str):
-        prior = _single_row(prior, z.shape)
+    batch_shape = z.shape[:-1]
+    plan = _Plan(
+        task=task,
+        work=z.dtype,
+        num_rows=num_rows,
+        num_classes=num_classes,
+        block_rows=max(1, min(num_rows, _BLOCK_BYTES // (num_classes * z.itemsize))),
+        labels=None if task.labels is None else np.reshape(task.labels, -1),
+        prob_coef=_flat_rows(task.prob_coef, batch_shape),
+        spread_coef=_flat_rows(task.spread_coef, batch_shape),
+        true_coef=_flat_rows(task.true_coef, batch_shape),
+    )
+    plan.log_sum = np.empty(num_rows)
+    if plan.labels is not None:
+        plan.true_half = np.empty(num_rows)
+        plan.spread_work = _work_values(plan.spread_coef, plan.work)
+        plan.true_work = _work_values(plan.true_coef, plan.work)
+        if task.profile is not None:
+            plan.profile = _single_row(task.profile, z.shape)
+            if not plan.profile.all():
+                plan.profile_zero = plan.profile == 0
+    if task.sum_profile:
+        plan.profile_shifted = np.empty(num_rows)
+        plan.profile_scale = np.ones(num_rows)
+    return plan
 
+
+def run(task: Any) -> _kernel.RowStatistics:
+    """The row statistics (and gradient) of a task this kernel supports."""
+    z = task.logits
+    column = (*z.shape[:-1], 1)
     with np.errstate(all="ignore"):
-        row_scale = _assembly.row_scale(problem)
-        block_rows = max(1, min(num_rows, _BLOCK_BYTES // (num_classes * z.itemsize)))
-        plan = _Plan(
-            problem=problem,
-            with_grad=with_grad,
-            work=z.dtype,
-            num_rows=num_rows,
-            num_classes=num_classes,
-            block_rows=block_rows,
-            labels=labels,
-            epsilon=epsilon,
-            prior_row=prior,
-            row_scale=row_scale,
-        )
-        # Every row is written by the block that holds it.
-        plan.generic_loss = np.empty(num_rows)
-        if labels is not None:
-            _label_coefficients(plan)
-            plan.log_sum = np.empty(num_rows)
-            plan.true_half = np.empty(num_rows)
-            if plan.coefficients.spread_coef is not None:
-                plan.profile_shifted = np.empty(num_rows)
-                plan.profile_scale = np.ones(num_rows)
-
+        plan = _plan(task)
         lead = _leading_dims(z)
-        q = problem.probabilities
-        if q is not None:
-            lead = max(lead, _leading_dims(q))
-        tasks = _blocks(plan, _segments(z, lead), None if q is None else _segments(q, lead))
-        grad_rows = np.empty((num_rows, num_classes), z.dtype) if with_grad else None
+        profile_views = None
+        if plan.labels is None:
+            profile = np.broadcast_to(task.profile, z.shape)
+            lead = max(lead, _leading_dims(profile))
+            profile_views = _segments(profile, lead)
+        tasks = _blocks(plan, _segments(z, lead), profile_views)
+        grad_rows = np.empty((plan.num_rows, plan.num_classes), z.dtype) if task.with_grad else None
         _run(plan, tasks, grad_rows)
-
-        if labels is not None:
-            per_sample = _label_losses(plan)
-            for start, stop in plan.generic_ranges:
-                per_sample[start:stop] = plan.generic_loss[start:stop]
-        else:
-            per_sample = plan.generic_loss
-        if ignored is not None:
-            per_sample[ignored] = 0.0
-            if grad_rows is not None:
-                grad_rows[ignored] = 0.0
-
-        loss, _ = _assembly.reduce(problem, per_sample.reshape((*batch_shape, 1)))
-
-    if grad_rows is None:
-        return loss, None
-    return loss, _assembly.finish_gradient(problem, grad_rows.reshape(z.shape), apply_masks=False)
+        if grad_rows is not None and task.zero_rows is not None:
+            grad_rows[np.reshape(task.zero_rows, -1)] = 0.0
+    return _kernel.RowStatistics(
+        log_sum=plan.log_sum.reshape(column),
+        true_half=None if plan.true_half is None else plan.true_half.reshape(column),
+        profile_distance=None if plan.profile_shifted is None else -plan.profile_shifted.reshape(column),
+        h=1.0 if plan.profile_scale is None else plan.profile_scale.reshape(column),
+        grad=None if grad_rows is None else grad_rows.reshape(z.shape),
+    )

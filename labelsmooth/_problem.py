@@ -313,7 +313,7 @@ def _labels_under_mask(
 ) -> tuple[Any, Any]:
     """Labels on masked classes refused (or marked bad); unused rows pointed at an allowed class."""
     xp = layout.xp
-    label_allowed = _core._take_along_last(allowed, labels[..., None], xp)[..., 0]
+    label_allowed = _core.take_along_last(allowed, labels[..., None], xp)[..., 0]
     on_masked = xp.logical_not(label_allowed) & xp.logical_not(bad)
     if ignored is not None:
         on_masked = on_masked & xp.logical_not(ignored)

@@ -1,8 +1,8 @@
 """Imports inside labelsmooth run one way: no module imports one above it, even in a function.
 
 The layers, from the bottom: backend facts and argument checks; the numerical core; the
-loss algebra after the passes over the logits; the backend kernels; problem preparation;
-the public functions; the framework adapters and the command line. A module may import
+kernel interface and the array-API kernel; the backend kernels; the loss assembled around
+a kernel, and problem preparation; the public functions; the framework adapters and the command line. A module may import
 from its own layer or below, and the graph of imports has no cycle.
 """
 
@@ -18,9 +18,9 @@ LAYERS = [
     {"_backend"},
     {"_validation"},
     {"_core"},
-    {"_assembly"},
+    {"_kernel"},
     {"_numpy_fast", "_jax_fast", "_torch_fast"},
-    {"_problem"},
+    {"_assembly", "_problem"},
     {"_losses", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
     {"__init__"},
     {"torch", "jax", "__main__"},
