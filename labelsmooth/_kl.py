@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._assembly import dense_coefficients, reduce
+from ._assembly import dense_coefficients, mask_rows, reduce
 from ._backend import device_of
 from ._docs import OPTIONS_DOC, RAISES_DOC
-from ._problem import Problem, prepare
+from ._problem import LossOptions, Problem, prepare, with_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["kl_divergence"]
 
@@ -110,40 +113,12 @@ def _per_sample(problem: Problem) -> Any:
         divergence = xp.sum(terms, axis=-1, keepdims=True) + _mass_defect(problem)
     else:
         divergence = xp.sum(_weighted_terms(targets, log_p, problem.weight, xp), axis=-1, keepdims=True)
-    if problem.ignored is not None:
-        divergence = xp.where(problem.ignored, 0.0, divergence)
-    if problem.poison is not None:
-        # Multiply rather than select, so that autodiff of the divergence is NaN there as well.
-        divergence = divergence * xp.where(problem.poison, _NAN, 1.0)
-    return divergence
+    return mask_rows(problem, divergence)
 
 
-def kl_divergence(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> Any:
-    problem = prepare(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        xp=xp,
-    )
+@with_options()
+def kl_divergence(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+    problem = prepare(logits, targets, **options)
     return reduce(problem, _per_sample(problem))
 
 

@@ -2,99 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._assembly import solve
 from ._docs import OPTIONS_DOC, RAISES_DOC
-from ._problem import prepare
+from ._problem import LossOptions, prepare, with_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 
-def cross_entropy(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> Any:
-    problem = prepare(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        xp=xp,
-    )
-    return solve(problem, with_grad=False)[0]
+@with_options()
+def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+    return solve(prepare(logits, targets, **options), with_grad=False)[0]
 
 
-def cross_entropy_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> Any:
-    return cross_entropy_with_grad(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        xp=xp,
-    )[1]
+@with_options()
+def cross_entropy_grad(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+    return solve(prepare(logits, targets, **options), with_grad=True)[1]
 
 
-def cross_entropy_with_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> tuple[Any, Any]:
-    problem = prepare(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        xp=xp,
-    )
-    return solve(problem, with_grad=True)
+@with_options()
+def cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> tuple[Any, Any]:
+    return solve(prepare(logits, targets, **options), with_grad=True)
 
 
 cross_entropy.__doc__ = (

@@ -1,19 +1,17 @@
-"""Row-blocked NumPy evaluation of the smoothed cross-entropy and its gradient.
+"""The kernel for NumPy arrays: row-blocked, cache-resident, threaded passes.
 
-The formulas are those of ``_core`` (one row, ``d = m - z >= 0``):
+It returns the row statistics of ``_kernel`` (one row, ``S = z - m <= 0``) and, when asked,
+the gradient ``a * exp(S) / s - b * profile - c * e_y``, one block of rows at a time so that
+every intermediate stays in the processor's cache: the exponentials are written straight
+into the gradient's own buffer (or into one block-sized scratch buffer when only the loss
+is wanted), so no temporary as large as the logits is ever allocated. Each block is read
+once from memory and its gradient written once.
 
-    loss = T * log1p(rest) + sum_k c_k d_k,        gradient = T * p - c,
-
-evaluated one block of rows at a time so that every intermediate stays in the processor's
-cache: the exponentials are written straight into the gradient's own buffer (or into one
-block-sized scratch buffer when only the loss is wanted), so no temporary as large as the
-logits is ever allocated. Each block is read once from memory and its gradient written once.
-
-The per-row scalars (log-sum, target logit, prior-weighted logit sum) are accumulated in
-float64, as in the generic path, and the results agree with it to rounding (its row sums
-are added in another order). Rows whose maximum is not finite (NaN, ``+inf``, all ``-inf``)
-and probability targets are evaluated by the generic path block by block, so every edge case
-gives the generic path's result.
+The row sums (log-sum, target logit, profile-weighted sum) are accumulated in float64, as
+in the array-API kernel, and agree with it to rounding (its sums are added in another
+order). Rows whose maximum is not finite (NaN, ``+inf``, all ``-inf``) and dense targets
+(whose profile is a full array) are run by the array-API kernel block by block, so every
+edge case gives its result.
 
 Blocks are shared between threads when the problem is large (NumPy releases the GIL inside
 its loops); ``LABELSMOOTH_NUM_THREADS`` caps their number (default: the usable cores, at

@@ -9,8 +9,10 @@ Each option is prepared by a function of its own.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from array_api_compat import is_array_api_obj
 
@@ -33,7 +35,16 @@ from ._validation import (
     safe_indices,
 )
 
-__all__ = ["Problem", "prepare", "prior_rows", "validate_prior_values"]
+__all__ = [
+    "AdapterOptions",
+    "LossOptions",
+    "Problem",
+    "complete_options",
+    "prepare",
+    "prior_rows",
+    "validate_prior_values",
+    "with_options",
+]
 
 
 @dataclass
@@ -75,20 +86,44 @@ class _Layout:
         return x if self.axis == len(self.logits_shape) - 1 else self.xp.moveaxis(x, self.axis, -1)
 
 
+class AdapterOptions(TypedDict, total=False):
+    """The keyword options of the smoothed losses (their defaults are :func:`prepare`'s)."""
+
+    epsilon: Any
+    prior: Any
+    axis: int
+    weight: Any
+    ignore_index: int | None
+    where: Any
+    reduction: str
+
+
+class LossOptions(AdapterOptions, total=False):
+    """The options of the array-API functions, which also take the namespace."""
+
+    xp: Any
+
+
 def prepare(
     logits: Any,
     targets: Any,
     *,
-    epsilon: Any,
-    prior: Any,
-    axis: Any,
-    weight: Any,
-    ignore_index: Any,
-    where: Any,
-    reduction: Any,
-    xp: Any,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    axis: int = -1,
+    weight: Any = None,
+    ignore_index: int | None = None,
+    where: Any = None,
+    reduction: str = "mean",
+    xp: Any = None,
+    **unknown: Any,
 ) -> Problem:
-    """Check every argument of a smoothed loss and lay the problem out class-last."""
+    """Check every argument of a smoothed loss and lay the problem out class-last.
+
+    The options' defaults here are those of every smoothed loss (see :func:`with_options`).
+    """
+    if unknown:
+        raise TypeError(_unknown_options_message(unknown))
     layout = _layout(logits, targets, (epsilon, prior, weight, where), axis, xp)
     xp = layout.xp
     reduction = check_reduction(reduction)
@@ -129,6 +164,56 @@ def prepare(
         result_dtype=logits.dtype,
         acc=layout.acc,
     )
+
+
+# Other libraries' names for the options, suggested when one of them is passed.
+_OTHER_NAMES = {"label_smoothing": "epsilon", "dim": "axis", "mask": "where"}
+
+
+def _unknown_options_message(unknown: dict) -> str:
+    options = list(_option_defaults(namespace=True))
+    names = ", ".join(repr(name) for name in unknown)
+    hints = "".join(f"; {name!r} is {_OTHER_NAMES[name]!r} here" for name in unknown if name in _OTHER_NAMES)
+    return f"unexpected keyword argument {names}: the options are {', '.join(options)}{hints}"
+
+
+def complete_options(options: Any, *, namespace: bool = True) -> dict:
+    """Every option by name, with the defaults of :func:`prepare` for those not given."""
+    known = _option_defaults(namespace)
+    unknown = {name: value for name, value in options.items() if name not in known}
+    if unknown:
+        raise TypeError(_unknown_options_message(unknown))
+    return {**known, **options}
+
+
+def _option_defaults(namespace: bool) -> dict:
+    parameters = inspect.signature(prepare).parameters.values()
+    return {
+        parameter.name: parameter.default
+        for parameter in parameters
+        if parameter.kind is parameter.KEYWORD_ONLY and (namespace or parameter.name != "xp")
+    }
+
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def with_options(*, namespace: bool = True) -> Callable[[_Function], _Function]:
+    """Give a ``(logits, targets, /, **options)`` function the signature its options have.
+
+    ``inspect.signature`` (``help()``, IDEs, documentation) then shows every option with
+    its default, from :func:`prepare`; ``namespace=False`` leaves ``xp`` out (adapters).
+    """
+    defaults = _option_defaults(namespace)
+    options = [parameter for name, parameter in inspect.signature(prepare).parameters.items() if name in defaults]
+
+    def decorate(function: _Function) -> _Function:
+        own = inspect.signature(function)
+        leading = [parameter for parameter in own.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
+        function.__signature__ = own.replace(parameters=[*leading, *options])  # type: ignore[attr-defined]
+        return function
+
+    return decorate
 
 
 def _layout(logits: Any, targets: Any, options: tuple, axis: Any, xp: Any) -> _Layout:

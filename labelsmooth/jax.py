@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numbers
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +26,10 @@ from array_api_compat import is_array_api_obj
 from jax.custom_derivatives import SymbolicZero
 
 from . import _losses
+from ._problem import AdapterOptions, complete_options, with_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["cross_entropy"]
 
@@ -44,19 +48,8 @@ _EXPECTED = {
 }
 
 
-def cross_entropy(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-) -> Any:
+@with_options(namespace=False)
+def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions]) -> Any:
     r"""Smoothed cross-entropy whose ``jax.grad`` is the analytic ``p - q'``.
 
     .. math::
@@ -116,20 +109,16 @@ def cross_entropy(
     """
     _require_jax_array("logits", logits)
     _require_jax_array("targets", targets)
-    options = {"epsilon": epsilon, "prior": prior, "weight": weight, "where": where}
+    values = complete_options(options, namespace=False)
     arrays = {}
-    for name, value in options.items():
+    for name in ("epsilon", "prior", "weight", "where"):
+        value = values[name]
         if is_array_api_obj(value) and not _is_numpy_scalar(value):
             _require_jax_array(name, value)
             arrays[name] = jnp.asarray(value)
         else:
             _require_static_option(name, value)
-    static = tuple(
-        sorted(
-            [(name, value) for name, value in options.items() if name not in arrays]
-            + [("axis", axis), ("ignore_index", ignore_index), ("reduction", reduction)]
-        )
-    )
+    static = tuple(sorted((name, value) for name, value in values.items() if name not in arrays))
     for name, value in static:
         _require_hashable(name, value)
     return _loss_with_analytic_jvp(static)(jnp.asarray(logits), jnp.asarray(targets), arrays)

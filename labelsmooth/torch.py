@@ -15,12 +15,13 @@ This module imports PyTorch; ``import labelsmooth`` does not import it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from . import _losses
+from ._problem import AdapterOptions, complete_options, with_options
 from ._validation import (
     as_python_scalar,
     check_epsilon,
@@ -28,6 +29,9 @@ from ._validation import (
     check_prior_kind,
     check_reduction,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
@@ -155,19 +159,8 @@ def _differentiable_gradients(inputs: list[Any], options: dict[str, Any], wanted
     return grads
 
 
-def cross_entropy(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-) -> Any:
+@with_options(namespace=False)
+def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions]) -> Any:
     r"""Smoothed cross-entropy whose backward pass is the analytic ``p - q'``.
 
     .. math::
@@ -215,8 +208,12 @@ def cross_entropy(
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
+    values = complete_options(options, namespace=False)
     return _AnalyticCrossEntropy.apply(
-        logits, targets, as_python_scalar(epsilon), prior, weight, where, axis, ignore_index, reduction
+        logits,
+        targets,
+        as_python_scalar(values["epsilon"]),
+        *(values[name] for name in ("prior", "weight", "where", "axis", "ignore_index", "reduction")),
     )
 
 
