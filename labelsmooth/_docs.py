@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["OPTIONS_DOC", "RAISES_DOC"]
+__all__ = ["LOSS_RETURNS_DOC", "OPTIONS_DOC", "RAISES_DOC", "loss_doc"]
 
 OPTIONS_DOC = r"""
     Parameters
@@ -51,3 +51,19 @@ RAISES_DOC = r"""
         ``ignore_index`` with probability targets. Under ``jax.jit`` and on lazy Dask
         arrays, invalid values cannot be seen: the affected results are NaN instead.
 """
+
+
+LOSS_RETURNS_DOC = r"""    array
+        Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
+"""
+
+
+def loss_doc(
+    summary: str, returns: str, examples: str = "", *, parameters: str = OPTIONS_DOC, raises: str = RAISES_DOC
+) -> str:
+    """A loss's numpydoc docstring: its summary, the shared sections, its returns and examples.
+
+    Every part is written as it stands in a function body (four spaces of indentation).
+    """
+    doc = summary + parameters + "\n    Returns\n    -------\n" + returns + raises
+    return doc + ("\n    Examples\n    --------\n" + examples if examples else "")

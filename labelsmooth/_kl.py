@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._assembly import dense_coefficients, mask_rows, reduce
 from ._backend import device_of
-from ._docs import OPTIONS_DOC, RAISES_DOC
+from ._docs import LOSS_RETURNS_DOC, loss_doc
 from ._problem import LossOptions, Problem, prepare, with_options
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def kl_divergence(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) 
     return reduce(problem, _per_sample(problem))
 
 
-kl_divergence.__doc__ = (
+kl_divergence.__doc__ = loss_doc(
     r"""Kullback-Leibler divergence from the smoothed targets to ``softmax(logits)``.
 
     .. math::
@@ -164,19 +164,9 @@ kl_divergence.__doc__ = (
     for 2-D logits it is PyTorch's ``F.kl_div(F.log_softmax(z, 1), q', reduction="batchmean")``;
     for ``(N, C, d1, ...)`` inputs PyTorch's ``"batchmean"`` divides by ``N`` only, i.e. our
     ``"sum"`` over ``N``.
-"""
-    + OPTIONS_DOC
-    + r"""
-    Returns
-    -------
-    array
-        Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
-"""
-    + RAISES_DOC
-    + r"""
-    Examples
-    --------
-    >>> import array_api_strict as xp
+""",
+    LOSS_RETURNS_DOC,
+    r"""    >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> z = xp.log(xp.asarray([[0.1, 0.1, 0.1, 0.36, 0.34]]))
     >>> round(float(ls.kl_divergence(z, xp.asarray([3]))), 12)  # = -log 0.36: H(q) = 0
@@ -184,5 +174,5 @@ kl_divergence.__doc__ = (
     >>> q = ls.soft_targets(xp.asarray([3]), 5, epsilon=0.1)
     >>> float(ls.kl_divergence(xp.log(q), xp.asarray([3]), epsilon=0.1)) < 1e-15  # p = q'
     True
-"""
+""",
 )

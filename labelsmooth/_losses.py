@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._assembly import solve
-from ._docs import OPTIONS_DOC, RAISES_DOC
+from ._docs import LOSS_RETURNS_DOC, loss_doc
 from ._problem import LossOptions, prepare, with_options
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpack[Loss
     return solve(prepare(logits, targets, **options), with_grad=True)
 
 
-cross_entropy.__doc__ = (
+cross_entropy.__doc__ = loss_doc(
     r"""Cross-entropy of the logits against label-smoothed targets.
 
     .. math::
@@ -44,29 +44,19 @@ cross_entropy.__doc__ = (
     ``(1 - eps) (lse - z_y) + eps (lse - sum_k u_k z_k)``, evaluated as sums of
     non-negative terms ``log s + (m - z_k)`` so that it is exactly invariant to shifting
     the logits.
-"""
-    + OPTIONS_DOC
-    + r"""
-    Returns
-    -------
-    array
-        Scalar for ``"mean"``/``"sum"``, batch-shaped for ``"none"``; dtype of ``logits``.
-"""
-    + RAISES_DOC
-    + r"""
-    Examples
-    --------
-    >>> import math
+""",
+    LOSS_RETURNS_DOC,
+    r"""    >>> import math
     >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> z = xp.log(xp.asarray([[0.1, 0.1, 0.1, 0.36, 0.34]]))
     >>> y = xp.asarray([3])
     >>> round(float(ls.cross_entropy(z, y)), 12), round(float(ls.cross_entropy(z, y, epsilon=0.1)), 12)
     (1.021651247532, 1.099650446537)
-"""
+""",
 )
 
-cross_entropy_grad.__doc__ = (
+cross_entropy_grad.__doc__ = loss_doc(
     r"""Analytic gradient of :func:`cross_entropy` with respect to the logits.
 
     .. math:: \frac{\partial H(q', p)}{\partial z} = p - q'
@@ -76,35 +66,22 @@ cross_entropy_grad.__doc__ = (
     ``(sum_k t_k) p - t`` where ``t = (1-eps) w_y e_y + eps u * w`` (labels) or
     ``t = w * q'`` (probabilities). Ignored samples and masked classes get 0. Equal to
     ``jax.grad`` / ``torch.autograd`` of :func:`cross_entropy`.
-"""
-    + OPTIONS_DOC
-    + r"""
-    Returns
-    -------
-    array
+""",
+    r"""    array
         Same shape and dtype as ``logits``.
-"""
-    + RAISES_DOC
-    + r"""
-    Examples
-    --------
-    >>> import array_api_strict as xp
+""",
+    r"""    >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> ls.cross_entropy_grad(xp.asarray([[0.0, 0.0]]), xp.asarray([0]), epsilon=0.2)
     Array([[-0.4,  0.4]], dtype=array_api_strict.float64)
-"""
+""",
 )
 
-cross_entropy_with_grad.__doc__ = (
+cross_entropy_with_grad.__doc__ = loss_doc(
     r"""Loss and gradient together: ``(cross_entropy(...), cross_entropy_grad(...))``.
 
     The softmax of the logits is computed once and shared.
-"""
-    + OPTIONS_DOC
-    + r"""
-    Returns
-    -------
-    loss, grad : tuple of arrays
-"""
-    + RAISES_DOC
+""",
+    r"""    loss, grad : tuple of arrays
+""",
 )
