@@ -256,6 +256,28 @@ def _draw_prior(draw: Any, num_classes: int, dtype: np.dtype) -> str | np.ndarra
     return (units / 2.0**bits).astype(dtype)
 
 
+def _draw_loss_options(
+    draw: Any,
+    options: Collection[str],
+    batch: tuple[int, ...],
+    num_classes: int,
+    dtype: np.dtype,
+    chosen: dict[str, Any],
+) -> None:
+    """``epsilon`` (a float or per sample), ``prior`` and ``weight``, each drawn into ``chosen`` or left out."""
+    width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
+    if "per_sample_epsilon" in options and draw(st.booleans()):
+        chosen["epsilon"] = _draw_epsilon_array(draw, batch, dtype, width)
+    elif "epsilon" in options and draw(st.booleans()):
+        chosen["epsilon"] = draw(st.one_of(st.sampled_from(_EPSILONS), st.floats(0.0, 1.0)))
+    if "prior" in options:
+        prior = _draw_prior(draw, num_classes, dtype)
+        if prior is not None:
+            chosen["prior"] = prior
+    if "weight" in options and draw(st.booleans()):
+        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(0.125, 4.0, width=width)))
+
+
 def _move_class_axis(
     draw: Any, z: np.ndarray, targets: np.ndarray, kind: str, mask: np.ndarray | None, chosen: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -337,17 +359,7 @@ def cross_entropy_cases(
     allowed = np.broadcast_to(np.ones(1, dtype=bool) if mask is None else mask, full)
     targets = _draw_targets(draw, kind, options, full, allowed, dtype, chosen)
 
-    width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
-    if "per_sample_epsilon" in options and draw(st.booleans()):
-        chosen["epsilon"] = _draw_epsilon_array(draw, batch, dtype, width)
-    elif "epsilon" in options and draw(st.booleans()):
-        chosen["epsilon"] = draw(st.one_of(st.sampled_from(_EPSILONS), st.floats(0.0, 1.0)))
-    if "prior" in options:
-        prior = _draw_prior(draw, num_classes, dtype)
-        if prior is not None:
-            chosen["prior"] = prior
-    if "weight" in options and draw(st.booleans()):
-        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(0.125, 4.0, width=width)))
+    _draw_loss_options(draw, options, batch, num_classes, dtype, chosen)
     if mask is not None:
         chosen["where"] = mask
     chosen["reduction"] = draw(st.sampled_from(list(reductions)))
