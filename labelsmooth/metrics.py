@@ -11,7 +11,6 @@ axis ``axis``; ``labels`` are integer classes with ``probs``' shape without that
 
 from __future__ import annotations
 
-import operator
 from typing import Any, NamedTuple
 
 from ._backend import (
@@ -22,7 +21,7 @@ from ._backend import (
     values_checkable,
 )
 from ._validation import (
-    describe,
+    check_positive_int,
     first_value,
     normalize_axis,
     require_integer,
@@ -62,21 +61,6 @@ class _TopLabel(NamedTuple):
     poison: Any  # 0-d bool or None
     result_dtype: Any
     acc: Any
-
-
-def _check_bins(n_bins: Any) -> int:
-    if isinstance(n_bins, bool):
-        msg = f"n_bins must be a positive int, got {n_bins!r}"
-        raise TypeError(msg)
-    try:
-        n_bins = operator.index(n_bins)
-    except TypeError:
-        msg = f"n_bins must be a positive int, got {describe(n_bins)}"
-        raise TypeError(msg) from None
-    if n_bins < 1:
-        msg = f"n_bins must be a positive int, got {n_bins}"
-        raise ValueError(msg)
-    return n_bins
 
 
 def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
@@ -216,7 +200,7 @@ def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, 
     >>> round(float(expected_calibration_error(p, y, n_bins=5)), 12)  # (|1.8-1| + |0.6-1| + |0.7-1|) / 4
     0.375
     """
-    n_bins = _check_bins(n_bins)
+    n_bins = check_positive_int("n_bins", n_bins)
     top = _top_label(probs, labels, axis, xp)
     xp = top.xp
     _, _, confidence_sums, correct_sums = _binned(top, n_bins)
@@ -266,7 +250,7 @@ def reliability_diagram(
     >>> diagram.accuracy
     Array([nan, nan, 1. , 1. , 0.5], dtype=array_api_strict.float64)
     """
-    n_bins = _check_bins(n_bins)
+    n_bins = check_positive_int("n_bins", n_bins)
     top = _top_label(probs, labels, axis, xp)
     xp = top.xp
     edges, counts, confidence_sums, correct_sums = _binned(top, n_bins)
