@@ -115,6 +115,14 @@ def _relative_error(ours: Any, theirs: Any) -> float:
     return float(np.max(np.abs(ours - theirs), initial=0.0)) / scale
 
 
+def _worst_error(comparisons: Iterable[tuple[Any, Any]]) -> float:
+    """The largest relative error over ``(theirs, ours)`` pairs of NumPy-readable results."""
+    worst = 0.0
+    for theirs, ours in comparisons:
+        worst = max(worst, _relative_error(ours, theirs))
+    return worst
+
+
 def _torch_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
     import numpy as np
     import torch
@@ -131,29 +139,32 @@ def _torch_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
     yb = torch.tensor((rng.random((64, 10)) < 0.5).astype(np.float64))
 
     def cross_entropy() -> float:
-        worst = 0.0
-        for eps in (0.0, 0.1, 0.3):
-            for reduction in ("mean", "sum", "none"):
-                theirs = F.cross_entropy(z, y, label_smoothing=eps, reduction=reduction)
-                ours = ls.cross_entropy(z, y, epsilon=eps, reduction=reduction)
-                worst = max(worst, _relative_error(ours.numpy(), theirs.numpy()))
-        return worst
+        return _worst_error(
+            (
+                F.cross_entropy(z, y, label_smoothing=eps, reduction=reduction).numpy(),
+                ls.cross_entropy(z, y, epsilon=eps, reduction=reduction).numpy(),
+            )
+            for eps in (0.0, 0.1, 0.3)
+            for reduction in ("mean", "sum", "none")
+        )
 
     def weighted() -> float:
-        worst = 0.0
-        for eps in (0.1, 0.3):
-            theirs = F.cross_entropy(z, y_ignored, weight=w, ignore_index=-100, label_smoothing=eps)
-            ours = ls.cross_entropy(z, y_ignored, epsilon=eps, weight=w, ignore_index=-100)
-            worst = max(worst, _relative_error(ours.numpy(), theirs.numpy()))
-        return worst
+        return _worst_error(
+            (
+                F.cross_entropy(z, y_ignored, weight=w, ignore_index=-100, label_smoothing=eps).numpy(),
+                ls.cross_entropy(z, y_ignored, epsilon=eps, weight=w, ignore_index=-100).numpy(),
+            )
+            for eps in (0.1, 0.3)
+        )
 
     def binary() -> float:
-        worst = 0.0
-        for eps in (0.0, 0.1, 0.3):
-            theirs = F.binary_cross_entropy_with_logits(zb, yb * (1 - eps) + eps / 2)
-            ours = ls.binary_cross_entropy(zb, yb, epsilon=eps)
-            worst = max(worst, _relative_error(ours.numpy(), theirs.numpy()))
-        return worst
+        return _worst_error(
+            (
+                F.binary_cross_entropy_with_logits(zb, yb * (1 - eps) + eps / 2).numpy(),
+                ls.binary_cross_entropy(zb, yb, epsilon=eps).numpy(),
+            )
+            for eps in (0.0, 0.1, 0.3)
+        )
 
     return [
         ("PyTorch", "F.cross_entropy(label_smoothing=eps)", "eps/K, all reductions", cross_entropy),
@@ -172,13 +183,13 @@ def _optax_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
     y = jnp.asarray(rng.integers(0, 10, size=64))
 
     def smoothed() -> float:
-        worst = 0.0
-        for eps in (0.0, 0.1, 0.3):
-            targets = optax.smooth_labels(jnp.eye(10, dtype=jnp.float32)[y], eps)
-            theirs = optax.softmax_cross_entropy(z, targets)
-            ours = ls.cross_entropy(z, y, epsilon=eps, reduction="none")
-            worst = max(worst, _relative_error(ours, theirs))
-        return worst
+        return _worst_error(
+            (
+                optax.softmax_cross_entropy(z, optax.smooth_labels(jnp.eye(10, dtype=jnp.float32)[y], eps)),
+                ls.cross_entropy(z, y, epsilon=eps, reduction="none"),
+            )
+            for eps in (0.0, 0.1, 0.3)
+        )
 
     return [("optax", "softmax_cross_entropy(z, smooth_labels(onehot, eps))", "eps/K, per sample", smoothed)]
 
@@ -196,21 +207,25 @@ def _keras_cases(rng: Any) -> list[tuple[str, str, str, Callable[[], float]]]:
     # labelsmooth runs on the arrays of Keras' own backend (JAX, PyTorch or TensorFlow).
     z, y, yb = (keras.ops.convert_to_tensor(a) for a in (z_np, y_np, yb_np))
 
+    numpy = keras.ops.convert_to_numpy
+
     def categorical() -> float:
-        worst = 0.0
-        for eps in (0.0, 0.1, 0.3):
-            theirs = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps)(onehot, z)
-            ours = ls.cross_entropy(z, y, epsilon=eps)
-            worst = max(worst, _relative_error(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs)))
-        return worst
+        return _worst_error(
+            (
+                numpy(keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=eps)(onehot, z)),
+                numpy(ls.cross_entropy(z, y, epsilon=eps)),
+            )
+            for eps in (0.0, 0.1, 0.3)
+        )
 
     def binary() -> float:
-        worst = 0.0
-        for eps in (0.0, 0.1, 0.3):
-            theirs = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=eps)(yb, z)
-            ours = ls.binary_cross_entropy(z, yb, epsilon=eps)
-            worst = max(worst, _relative_error(keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs)))
-        return worst
+        return _worst_error(
+            (
+                numpy(keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=eps)(yb, z)),
+                numpy(ls.binary_cross_entropy(z, yb, epsilon=eps)),
+            )
+            for eps in (0.0, 0.1, 0.3)
+        )
 
     backend = keras.backend.backend()
     return [
@@ -237,10 +252,56 @@ def _choose_keras_backend() -> None:
             return
 
 
-def _check(args: argparse.Namespace) -> int:
-    """Print the library table and the agreement table; 1 if a comparison differs or fails."""
+def _error_text(exc: Exception) -> str:
+    return f"error: {type(exc).__name__}: {exc}"
+
+
+def _measured_row(case: tuple[str, str, str, Callable[[], float]], dtype: str) -> tuple[tuple[str, ...], bool]:
+    """One row of the agreement table, and whether the comparison agrees."""
+    framework, loss, convention, measure = case
+    try:
+        error = measure()
+    except Exception as exc:
+        return (framework, loss, convention, dtype, "-", _error_text(exc)), False
+    agrees = error <= TOLERANCE[dtype]
+    status = "agrees" if agrees else f"DIFFERS (> {TOLERANCE[dtype]:.0e})"
+    return (framework, loss, convention, dtype, f"{error:.1e}", status), agrees
+
+
+def _agreement_rows(versions: dict[str, str | None], seed: int) -> tuple[list[tuple[str, ...]], int]:
+    """The rows of the agreement table and the number of comparisons that differ or fail."""
     import numpy as np
 
+    groups: list[tuple[str, tuple[str, ...], Callable[[Any], list[Any]], str]] = [
+        ("PyTorch", ("torch",), _torch_cases, "float64"),
+        ("optax", ("optax", "jax"), _optax_cases, "float32"),
+        ("Keras", ("keras",), _keras_cases, "float32"),
+    ]
+    rows: list[tuple[str, ...]] = []
+    failures = 0
+    for name, modules, build, dtype in groups:
+        missing = [m for m in modules if versions.get(m) is None]
+        if missing:
+            rows.append((name, "-", "-", "-", "-", f"skipped ({', '.join(missing)} not installed)"))
+            continue
+        rng = np.random.default_rng(seed)
+        try:
+            if name == "Keras":
+                _choose_keras_backend()
+            cases = build(rng)
+        except Exception as exc:
+            rows.append((name, "-", "-", dtype, "-", _error_text(exc)))
+            failures += 1
+            continue
+        for case in cases:
+            row, agrees = _measured_row(case, dtype)
+            rows.append(row)
+            failures += not agrees
+    return rows, failures
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Print the library table and the agreement table; 1 if a comparison differs or fails."""
     import labelsmooth as ls
 
     print(f"labelsmooth {ls.__version__}, Python {sys.version.split()[0]}")
@@ -254,48 +315,7 @@ def _check(args: argparse.Namespace) -> int:
         )
     )
     print()
-
-    groups: list[tuple[str, tuple[str, ...], Callable[[Any], list[Any]], str]] = [
-        ("PyTorch", ("torch",), _torch_cases, "float64"),
-        ("optax", ("optax", "jax"), _optax_cases, "float32"),
-        ("Keras", ("keras",), _keras_cases, "float32"),
-    ]
-    rows = []
-    failures = 0
-    for name, modules, build, dtype in groups:
-        missing = [m for m in modules if versions.get(m) is None]
-        if missing:
-            rows.append((name, "-", "-", "-", "-", f"skipped ({', '.join(missing)} not installed)"))
-            continue
-        rng = np.random.default_rng(args.seed)
-        try:
-            if name == "Keras":
-                _choose_keras_backend()
-            cases = build(rng)
-        except Exception as exc:
-            rows.append((name, "-", "-", dtype, "-", f"error: {type(exc).__name__}: {exc}"))
-            failures += 1
-            continue
-        for framework, loss, convention, measure in cases:
-            try:
-                error = measure()
-            except Exception as exc:
-                rows.append((framework, loss, convention, dtype, "-", f"error: {type(exc).__name__}: {exc}"))
-                failures += 1
-                continue
-            agrees = error <= TOLERANCE[dtype]
-            failures += not agrees
-            rows.append(
-                (
-                    framework,
-                    loss,
-                    convention,
-                    dtype,
-                    f"{error:.1e}",
-                    "agrees" if agrees else f"DIFFERS (> {TOLERANCE[dtype]:.0e})",
-                )
-            )
-
+    rows, failures = _agreement_rows(versions, args.seed)
     print("Agreement with each framework's own label-smoothing loss (eps in 0, 0.1, 0.3;")
     print("labelsmooth called on that framework's arrays; max relative error)")
     print(_table(("framework", "loss", "convention", "dtype", "max rel. error", "status"), rows))

@@ -43,6 +43,57 @@ class _BinaryProblem:
     acc: Any
 
 
+def _check_target_dtype(targets: Any, logits: Any, xp: Any) -> None:
+    if xp.isdtype(targets.dtype, "real floating"):
+        if targets.dtype != logits.dtype:
+            msg = (
+                f"floating targets must have the logits' dtype {logits.dtype}, got dtype "
+                f"{targets.dtype} (cast one of them explicitly)"
+            )
+            raise TypeError(msg)
+    elif not (xp.isdtype(targets.dtype, "integral") or xp.isdtype(targets.dtype, "bool")):
+        msg = f"targets must be real floating probabilities or integer/boolean 0/1 labels, got dtype {targets.dtype}"
+        raise TypeError(msg)
+
+
+def _target_poison(targets: Any, eager: bool, xp: Any) -> Any:
+    """Raise on targets outside their range where values can be read; else their mask (None: none)."""
+    if xp.isdtype(targets.dtype, "bool"):
+        return None
+    if xp.isdtype(targets.dtype, "real floating"):
+        bad = xp.logical_not((targets >= 0) & (targets <= 1))
+        expected = "probabilities in [0, 1]"
+    else:
+        bad = xp.logical_not((targets == 0) | (targets == 1))
+        expected = "0/1 labels"
+    if not eager:
+        return bad
+    if bool(xp.any(bad)):
+        msg = f"targets must be {expected}, got a value of {first_value(targets, bad, xp)}"
+        raise ValueError(msg)
+    return None
+
+
+def _smoothed_targets(y: Any, eps: Any) -> tuple[Any, Any]:
+    """``(y', 1 - y')`` with ``y' = y (1 - eps) + eps/2``."""
+    if isinstance(eps, float) and eps == 0.0:
+        return y, 1.0 - y
+    # y' = y (1 - eps) + eps/2 and 1 - y' = (1 - y)(1 - eps) + eps/2: both written as
+    # sums of non-negative terms, so neither loses precision when the other is near 1.
+    return y * (1.0 - eps) + eps * 0.5, (1.0 - y) * (1.0 - eps) + eps * 0.5
+
+
+def _working_weight(weight: Any, shape: tuple[int, ...], work: Any, xp: Any) -> Any:
+    if weight is None:
+        return None
+    require_array("weight", weight)
+    if not (xp.isdtype(weight.dtype, "real floating") or xp.isdtype(weight.dtype, "integral")):
+        msg = f"weight must have a real dtype, got dtype {weight.dtype}"
+        raise TypeError(msg)
+    check_broadcastable("weight", tuple(weight.shape), shape, "the logits' shape")
+    return xp.astype(weight, work)
+
+
 def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction: Any, xp: Any) -> _BinaryProblem:
     require_array("logits", logits)
     require_array("targets", targets)
@@ -54,40 +105,13 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
     if tuple(targets.shape) != shape:
         msg = f"targets must have the logits' shape {shape}, got shape {tuple(targets.shape)}"
         raise ValueError(msg)
-    is_float_targets = xp.isdtype(targets.dtype, "real floating")
-    if is_float_targets:
-        if targets.dtype != logits.dtype:
-            msg = (
-                f"floating targets must have the logits' dtype {logits.dtype}, got dtype "
-                f"{targets.dtype} (cast one of them explicitly)"
-            )
-            raise TypeError(msg)
-    elif not (xp.isdtype(targets.dtype, "integral") or xp.isdtype(targets.dtype, "bool")):
-        msg = f"targets must be real floating probabilities or integer/boolean 0/1 labels, got dtype {targets.dtype}"
-        raise TypeError(msg)
+    _check_target_dtype(targets, logits, xp)
     epsilon = check_epsilon(epsilon, xp, shape)
 
     work = compute_dtype(xp, logits.dtype)
     acc = accumulation_dtype(xp, work, logits)
     eager = values_checkable(logits, targets, *array_options)
-    poison = None
-
-    if xp.isdtype(targets.dtype, "bool"):
-        bad = None
-    elif is_float_targets:
-        bad = xp.logical_not((targets >= 0) & (targets <= 1))
-        expected = "probabilities in [0, 1]"
-    else:
-        bad = xp.logical_not((targets == 0) | (targets == 1))
-        expected = "0/1 labels"
-    if bad is not None:
-        if eager:
-            if bool(xp.any(bad)):
-                msg = f"targets must be {expected}, got a value of {first_value(targets, bad, xp)}"
-                raise ValueError(msg)
-        else:
-            poison = bad
-
+    poison = _target_poison(targets, eager, xp)
     z = xp.astype(logits, work, copy=False)
     y = xp.astype(targets, work)
     if isinstance(epsilon, float):
@@ -96,28 +120,13 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
         eps = xp.astype(epsilon, work)
         if not eager:
             poison = either_mask(poison, xp.logical_not((eps >= 0) & (eps <= 1)))
-    if isinstance(eps, float) and eps == 0.0:
-        positive, negative = y, 1.0 - y
-    else:
-        # y' = y (1 - eps) + eps/2 and 1 - y' = (1 - y)(1 - eps) + eps/2: both written as
-        # sums of non-negative terms, so neither loses precision when the other is near 1.
-        positive = y * (1.0 - eps) + eps * 0.5
-        negative = (1.0 - y) * (1.0 - eps) + eps * 0.5
-
-    if weight is not None:
-        require_array("weight", weight)
-        if not (xp.isdtype(weight.dtype, "real floating") or xp.isdtype(weight.dtype, "integral")):
-            msg = f"weight must have a real dtype, got dtype {weight.dtype}"
-            raise TypeError(msg)
-        check_broadcastable("weight", tuple(weight.shape), shape, "the logits' shape")
-        weight = xp.astype(weight, work)
-
+    positive, negative = _smoothed_targets(y, eps)
     return _BinaryProblem(
         xp=xp,
         logits=z,
         positive=positive,
         negative=negative,
-        weight=weight,
+        weight=_working_weight(weight, shape, work, xp),
         poison=poison,
         reduction=reduction,
         result_dtype=logits.dtype,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -62,15 +63,28 @@ def require_integer(name: str, x: Any, xp: Any) -> None:
         raise TypeError(msg)
 
 
-def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
-    if isinstance(axis, bool):
-        msg = f"{name} must be an int, got {axis!r}"
+def check_int(name: str, value: Any, expected: str, describe_value: Callable[[Any], str] = describe) -> int:
+    """``value`` as an int; a bool or a non-integer is a TypeError: ``{name} must be {expected}, got ...``."""
+    if isinstance(value, bool):
+        msg = f"{name} must be {expected}, got {value!r}"
         raise TypeError(msg)
     try:
-        axis = operator.index(axis)
+        return operator.index(value)
     except TypeError:
-        msg = f"{name} must be an int, got {describe(axis)}"
+        msg = f"{name} must be {expected}, got {describe_value(value)}"
         raise TypeError(msg) from None
+
+
+def check_positive_int(name: str, value: Any, describe_value: Callable[[Any], str] = describe) -> int:
+    result = check_int(name, value, "a positive int", describe_value)
+    if result < 1:
+        msg = f"{name} must be a positive int, got {result}"
+        raise ValueError(msg)
+    return result
+
+
+def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    axis = check_int(name, axis, "an int")
     if not -ndim <= axis < ndim:
         msg = f"{name} must be in [{-ndim}, {ndim - 1}] for an array of {ndim} dimensions, got {axis}"
         raise ValueError(msg)
@@ -78,18 +92,7 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
 
 
 def check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool):
-        msg = f"num_classes must be a positive int, got {num_classes!r}"
-        raise TypeError(msg)
-    try:
-        num_classes = operator.index(num_classes)
-    except TypeError:
-        msg = f"num_classes must be a positive int, got {describe(num_classes)}"
-        raise TypeError(msg) from None
-    if num_classes < 1:
-        msg = f"num_classes must be a positive int, got {num_classes}"
-        raise ValueError(msg)
-    return num_classes
+    return check_positive_int("num_classes", num_classes)
 
 
 def check_reduction(reduction: Any) -> str:
@@ -155,14 +158,7 @@ def check_broadcastable(name: str, shape: tuple[int, ...], target: tuple[int, ..
 def check_ignore_index(ignore_index: Any) -> int | None:
     if ignore_index is None:
         return None
-    if isinstance(ignore_index, bool):
-        msg = f"ignore_index must be an int or None, got {ignore_index!r}"
-        raise TypeError(msg)
-    try:
-        return operator.index(ignore_index)
-    except TypeError:
-        msg = f"ignore_index must be an int or None, got {describe(ignore_index)}"
-        raise TypeError(msg) from None
+    return check_int("ignore_index", ignore_index, "an int or None")
 
 
 def check_prior_kind(prior: Any) -> None:

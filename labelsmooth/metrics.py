@@ -11,7 +11,6 @@ axis ``axis``; ``labels`` are integer classes with ``probs``' shape without that
 
 from __future__ import annotations
 
-import operator
 from typing import Any, NamedTuple
 
 from ._backend import (
@@ -22,7 +21,7 @@ from ._backend import (
     values_checkable,
 )
 from ._validation import (
-    describe,
+    check_positive_int,
     first_value,
     normalize_axis,
     require_integer,
@@ -32,6 +31,20 @@ from ._validation import (
 __all__ = ["ReliabilityDiagram", "brier_score", "expected_calibration_error", "reliability_diagram"]
 
 _NAN = float("nan")
+
+
+# The end of the parameters and the returns of the two scalar metrics.
+_AXIS_XP_RETURNS_DOC = """\
+    axis : int, default -1
+        Class axis of ``probs``.
+    xp : array namespace, optional
+        Inferred from the arrays when None.
+
+    Returns
+    -------
+    array
+        0-d, dtype of ``probs``. NaN for an empty batch.
+"""
 
 
 class ReliabilityDiagram(NamedTuple):
@@ -62,21 +75,6 @@ class _TopLabel(NamedTuple):
     poison: Any  # 0-d bool or None
     result_dtype: Any
     acc: Any
-
-
-def _check_bins(n_bins: Any) -> int:
-    if isinstance(n_bins, bool):
-        msg = f"n_bins must be a positive int, got {n_bins!r}"
-        raise TypeError(msg)
-    try:
-        n_bins = operator.index(n_bins)
-    except TypeError:
-        msg = f"n_bins must be a positive int, got {describe(n_bins)}"
-        raise TypeError(msg) from None
-    if n_bins < 1:
-        msg = f"n_bins must be a positive int, got {n_bins}"
-        raise ValueError(msg)
-    return n_bins
 
 
 def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any, Any, Any, Any, Any]:
@@ -147,6 +145,12 @@ def _safe_divide(numerator: Any, denominator: Any, xp: Any) -> Any:
     return xp.where(empty, _NAN, numerator / xp.where(empty, 1.0, denominator))
 
 
+def _sample_mean(total: Any, samples: Any, poison: Any, result_dtype: Any, acc: Any, xp: Any) -> Any:
+    """``total`` over the number of rows of ``samples`` (NaN for none), poisoned, in the result dtype."""
+    count = xp.asarray(float(samples.shape[0]), dtype=acc, device=device_of(samples))
+    return xp.astype(_poisoned(_safe_divide(total, count, xp), poison, xp), result_dtype)
+
+
 def _binned(top: _TopLabel, n_bins: int) -> tuple[Any, Any, Any, Any]:
     """(edges, per-bin count, sum of confidences, sum of correct), all in acc dtype."""
     xp, acc = top.xp, top.acc
@@ -163,6 +167,15 @@ def _binned(top: _TopLabel, n_bins: int) -> tuple[Any, Any, Any, Any]:
 
 
 def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, axis: int = -1, xp: Any = None) -> Any:
+    n_bins = check_positive_int("n_bins", n_bins)
+    top = _top_label(probs, labels, axis, xp)
+    xp = top.xp
+    _, _, confidence_sums, correct_sums = _binned(top, n_bins)
+    total = xp.sum(xp.abs(correct_sums - confidence_sums))
+    return _sample_mean(total, top.confidence, top.poison, top.result_dtype, top.acc, xp)
+
+
+expected_calibration_error.__doc__ = (
     r"""Expected calibration error of the top-label confidence (Guo et al. 2017).
 
     .. math::
@@ -188,16 +201,9 @@ def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, 
         True classes, the shape of ``probs`` without ``axis``.
     n_bins : int, default 15
         Number of equal-width confidence bins ``B`` (15 as in Guo et al.).
-    axis : int, default -1
-        Class axis of ``probs``.
-    xp : array namespace, optional
-        Inferred from the arrays when None.
-
-    Returns
-    -------
-    array
-        0-d, dtype of ``probs``. NaN for an empty batch.
-
+"""
+    + _AXIS_XP_RETURNS_DOC
+    + r"""
     Raises
     ------
     TypeError
@@ -216,13 +222,7 @@ def expected_calibration_error(probs: Any, labels: Any, /, *, n_bins: int = 15, 
     >>> round(float(expected_calibration_error(p, y, n_bins=5)), 12)  # (|1.8-1| + |0.6-1| + |0.7-1|) / 4
     0.375
     """
-    n_bins = _check_bins(n_bins)
-    top = _top_label(probs, labels, axis, xp)
-    xp = top.xp
-    _, _, confidence_sums, correct_sums = _binned(top, n_bins)
-    total = xp.asarray(float(top.confidence.shape[0]), dtype=top.acc, device=device_of(top.confidence))
-    ece = _safe_divide(xp.sum(xp.abs(correct_sums - confidence_sums)), total, xp)
-    return xp.astype(_poisoned(ece, top.poison, xp), top.result_dtype)
+)
 
 
 def reliability_diagram(
@@ -266,7 +266,7 @@ def reliability_diagram(
     >>> diagram.accuracy
     Array([nan, nan, 1. , 1. , 0.5], dtype=array_api_strict.float64)
     """
-    n_bins = _check_bins(n_bins)
+    n_bins = check_positive_int("n_bins", n_bins)
     top = _top_label(probs, labels, axis, xp)
     xp = top.xp
     edges, counts, confidence_sums, correct_sums = _binned(top, n_bins)
@@ -288,6 +288,16 @@ def _default_integer(xp: Any, like: Any) -> Any:
 
 
 def brier_score(probs: Any, labels: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
+    xp, p, flat_labels, poison, result_dtype, acc, num_classes = _prepare(probs, labels, axis, xp)
+    classes = xp.arange(num_classes, dtype=flat_labels.dtype, device=device_of(flat_labels))
+    # (p - 1) on the true class rather than sum p^2 - 2 p_y + 1, which cancels for
+    # confident, correct predictions.
+    distance = xp.where(classes == flat_labels[:, None], p - 1.0, p)
+    per_sample = xp.sum(distance * distance, axis=-1)
+    return _sample_mean(xp.sum(per_sample), p, poison, result_dtype, acc, xp)
+
+
+brier_score.__doc__ = (
     r"""Multi-class Brier score: mean squared distance to the one-hot label.
 
     .. math:: \mathrm{BS} = \frac{1}{N} \sum_{i=1}^{N} \sum_{k=1}^{K} (p_{ik} - [k = y_i])^2
@@ -304,16 +314,9 @@ def brier_score(probs: Any, labels: Any, /, *, axis: int = -1, xp: Any = None) -
         Predicted class probabilities in ``[0, 1]`` along ``axis``.
     labels : array of integers
         True classes, the shape of ``probs`` without ``axis``.
-    axis : int, default -1
-        Class axis of ``probs``.
-    xp : array namespace, optional
-        Inferred from the arrays when None.
-
-    Returns
-    -------
-    array
-        0-d, dtype of ``probs``. NaN for an empty batch.
-
+"""
+    + _AXIS_XP_RETURNS_DOC
+    + r"""
     Raises
     ------
     TypeError, ValueError
@@ -327,12 +330,4 @@ def brier_score(probs: Any, labels: Any, /, *, axis: int = -1, xp: Any = None) -
     >>> round(float(brier_score(p, xp.asarray([0, 1]))), 12)  # ((0.09+0.04+0.01) + (0.25+0.25)) / 2
     0.32
     """
-    xp, p, flat_labels, poison, result_dtype, acc, num_classes = _prepare(probs, labels, axis, xp)
-    classes = xp.arange(num_classes, dtype=flat_labels.dtype, device=device_of(flat_labels))
-    # (p - 1) on the true class rather than sum p^2 - 2 p_y + 1, which cancels for
-    # confident, correct predictions.
-    distance = xp.where(classes == flat_labels[:, None], p - 1.0, p)
-    per_sample = xp.sum(distance * distance, axis=-1)
-    total = xp.asarray(float(p.shape[0]), dtype=acc, device=device_of(p))
-    score = _safe_divide(xp.sum(per_sample), total, xp)
-    return xp.astype(_poisoned(score, poison, xp), result_dtype)
+)

@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from dataclasses import dataclass, fields
+
+from ._validation import check_positive_int
 
 __all__ = ["Schedule", "constant", "cosine", "exponential", "linear"]
 
 
+def _described(value: object) -> str:
+    return f"{value!r} of type {type(value).__name__}"
+
+
 def _real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        msg = f"{name} must be a real number, got {value!r} of type {type(value).__name__}"
+        msg = f"{name} must be a real number, got {_described(value)}"
         raise TypeError(msg)
     result = float(value)
     if not math.isfinite(result):
@@ -42,21 +47,6 @@ def _epsilon(name: str, value: object) -> float:
     result = _real(name, value)
     if not 0.0 <= result <= 1.0:
         msg = f"{name} must be a smoothing strength in [0, 1], got {value!r}"
-        raise ValueError(msg)
-    return result
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool):
-        msg = f"{name} must be a positive int, got {value!r}"
-        raise TypeError(msg)
-    try:
-        result = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be a positive int, got {value!r} of type {type(value).__name__}"
-        raise TypeError(msg) from None
-    if result < 1:
-        msg = f"{name} must be a positive int, got {result}"
         raise ValueError(msg)
     return result
 
@@ -104,32 +94,40 @@ class _Constant(Schedule):
 
 
 @dataclass(frozen=True, repr=False)
-class _Linear(Schedule):
-    _factory = "linear"
+class _Ramp(Schedule):
+    """From ``start`` to ``end`` over ``steps`` steps, then ``end``; a subclass shapes the way."""
 
     start: float
     end: float
     steps: int
 
+    @classmethod
+    def checked(cls, start: object, end: object, steps: object) -> _Ramp:
+        return cls(_epsilon("start", start), _epsilon("end", end), check_positive_int("steps", steps, _described))
+
     def _value(self, step: float) -> float:
         progress = min(step, self.steps) / self.steps
         if progress == 1.0:
             return self.end
+        return self._between(progress)
+
+    def _between(self, progress: float) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, repr=False)
+class _Linear(_Ramp):
+    _factory = "linear"
+
+    def _between(self, progress: float) -> float:
         return self.start + (self.end - self.start) * progress
 
 
 @dataclass(frozen=True, repr=False)
-class _Cosine(Schedule):
+class _Cosine(_Ramp):
     _factory = "cosine"
 
-    start: float
-    end: float
-    steps: int
-
-    def _value(self, step: float) -> float:
-        progress = min(step, self.steps) / self.steps
-        if progress == 1.0:
-            return self.end
+    def _between(self, progress: float) -> float:
         # Written as a weighted average so that both ends are exact (no end + (start - end)).
         weight = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.start * weight + self.end * (1.0 - weight)
@@ -178,11 +176,7 @@ def constant(epsilon: float) -> Schedule:
     return _Constant(_epsilon("epsilon", epsilon))
 
 
-def linear(start: float, end: float, steps: int) -> Schedule:
-    r"""Linear interpolation from ``start`` to ``end`` over ``steps`` steps, then ``end``.
-
-    .. math:: \varepsilon(t) = s + (e - s)\, \frac{\min(t, T)}{T}
-
+_RAMP_DOC = """
     Parameters
     ----------
     start, end : float in [0, 1]
@@ -198,7 +192,20 @@ def linear(start: float, end: float, steps: int) -> Schedule:
     ------
     TypeError, ValueError
         A value outside ``[0, 1]``, a non-positive or non-integer ``steps``.
+"""
 
+
+def linear(start: float, end: float, steps: int) -> Schedule:
+    return _Linear.checked(start, end, steps)
+
+
+linear.__doc__ = (
+    r"""Linear interpolation from ``start`` to ``end`` over ``steps`` steps, then ``end``.
+
+    .. math:: \varepsilon(t) = s + (e - s)\, \frac{\min(t, T)}{T}
+"""
+    + _RAMP_DOC
+    + r"""
     Examples
     --------
     >>> from labelsmooth.schedules import linear
@@ -206,33 +213,23 @@ def linear(start: float, end: float, steps: int) -> Schedule:
     >>> schedule(0), schedule(25), schedule(100), schedule(500)
     (0.2, 0.15000000000000002, 0.0, 0.0)
     """
-    return _Linear(_epsilon("start", start), _epsilon("end", end), _positive_int("steps", steps))
+)
 
 
 def cosine(start: float, end: float, steps: int) -> Schedule:
+    return _Cosine.checked(start, end, steps)
+
+
+cosine.__doc__ = (
     r"""Half-cosine from ``start`` to ``end`` over ``steps`` steps, then ``end``.
 
     .. math:: \varepsilon(t) = e + (s - e)\,\frac{1 + \cos(\pi \min(t, T) / T)}{2}
 
     The cosine annealing of Loshchilov and Hutter (2017), "SGDR: Stochastic Gradient
     Descent with Warm Restarts", without restarts: flat at both ends, steepest halfway.
-
-    Parameters
-    ----------
-    start, end : float in [0, 1]
-        Values at step 0 and from step ``steps`` on.
-    steps : int > 0
-        Length ``T`` of the ramp.
-
-    Returns
-    -------
-    Schedule
-
-    Raises
-    ------
-    TypeError, ValueError
-        A value outside ``[0, 1]``, a non-positive or non-integer ``steps``.
-
+"""
+    + _RAMP_DOC
+    + r"""
     Examples
     --------
     >>> from labelsmooth.schedules import cosine
@@ -240,7 +237,7 @@ def cosine(start: float, end: float, steps: int) -> Schedule:
     >>> round(schedule(50), 12), schedule(100)
     (0.1, 0.0)
     """
-    return _Cosine(_epsilon("start", start), _epsilon("end", end), _positive_int("steps", steps))
+)
 
 
 def exponential(start: float, decay_rate: float, decay_steps: float, end: float = 0.0) -> Schedule:

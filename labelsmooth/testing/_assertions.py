@@ -93,6 +93,64 @@ def _index_text(flat_index: int, shape: tuple[int, ...]) -> str:
     return str(tuple(int(i) for i in np.unravel_index(flat_index, shape)))
 
 
+def _widened(a: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both arrays in one dtype at least as wide as float64 (complex stays complex)."""
+    if a.dtype.kind in "biu" and d.dtype.kind in "biu":
+        return a.astype(np.float64), d.astype(np.float64)
+    common = np.result_type(a.dtype, d.dtype, np.float64)
+    return a.astype(common), d.astype(common)
+
+
+def _check_nan_positions(header: str, a64: np.ndarray, d64: np.ndarray) -> None:
+    a_nan, d_nan = np.isnan(a64), np.isnan(d64)
+    if not np.any(a_nan != d_nan):
+        return
+    first = int(np.flatnonzero((a_nan != d_nan).ravel())[0])
+    where_text = _index_text(first, a64.shape)
+    msg = (
+        f"{header}\nNaN positions differ: {int(np.sum(a_nan & ~d_nan))} NaN only in actual, "
+        f"{int(np.sum(d_nan & ~a_nan))} NaN only in desired; first at index {where_text} "
+        f"(actual {a64.ravel()[first].item()!r}, desired {d64.ravel()[first].item()!r})"
+    )
+    raise AssertionError(msg)
+
+
+def _errors(a64: np.ndarray, d64: np.ndarray, rtol: float, atol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(absolute error, relative error, mismatch mask)`` of arrays whose NaNs coincide."""
+    a_nan = np.isnan(a64)
+    both_finite = np.isfinite(a64) & np.isfinite(d64)
+    # Infinities (and the NaN already matched above) must be equal exactly.
+    exact_mismatch = ~both_finite & ~a_nan & (a64 != d64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.where(both_finite, np.abs(a64 - d64), 0.0)
+        error = np.where(exact_mismatch, np.inf, error)
+        bound = atol + rtol * np.abs(np.where(both_finite, d64, 0.0))
+        relative = np.where(d64 != 0, error / np.where(d64 != 0, np.abs(d64), 1.0), np.where(error > 0, np.inf, 0.0))
+        relative = np.where(both_finite | exact_mismatch, relative, 0.0)
+    bad = (error > bound) | exact_mismatch
+    return error, relative, bad
+
+
+def _mismatch_message(
+    header: str, a64: np.ndarray, d64: np.ndarray, error: np.ndarray, relative: np.ndarray, bad: np.ndarray
+) -> str:
+    n_bad = int(np.sum(bad))
+    flat_error, flat_relative = np.abs(error).ravel(), np.abs(relative).ravel()
+    worst_abs = int(np.argmax(flat_error))
+    worst_rel = int(np.argmax(flat_relative))
+    a_flat, d_flat = a64.ravel(), d64.ravel()
+
+    def describe(i: int) -> str:
+        return f"at index {_index_text(i, a64.shape)} (actual {a_flat[i].item()!r}, desired {d_flat[i].item()!r})"
+
+    return (
+        f"{header}\n"
+        f"Mismatched elements: {n_bad} / {a64.size} ({100.0 * n_bad / a64.size:.3g}%)\n"
+        f"Max absolute error: {flat_error[worst_abs]:.8g} {describe(worst_abs)}\n"
+        f"Max relative error: {flat_relative[worst_rel]:.8g} {describe(worst_rel)}"
+    )
+
+
 def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: float | None = None) -> None:
     r"""Assert that two arrays (any library, any device, or Python numbers) are close.
 
@@ -150,46 +208,8 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
         raise AssertionError(msg)
     if a.size == 0:
         return
-    if a.dtype.kind in "biu" and d.dtype.kind in "biu":
-        a64, d64 = a.astype(np.float64), d.astype(np.float64)
-    else:
-        common = np.result_type(a.dtype, d.dtype, np.float64)
-        a64, d64 = a.astype(common), d.astype(common)
-    a_nan, d_nan = np.isnan(a64), np.isnan(d64)
-    if np.any(a_nan != d_nan):
-        first = int(np.flatnonzero((a_nan != d_nan).ravel())[0])
-        where_text = _index_text(first, a.shape)
-        msg = (
-            f"{header}\nNaN positions differ: {int(np.sum(a_nan & ~d_nan))} NaN only in actual, "
-            f"{int(np.sum(d_nan & ~a_nan))} NaN only in desired; first at index {where_text} "
-            f"(actual {a64.ravel()[first].item()!r}, desired {d64.ravel()[first].item()!r})"
-        )
-        raise AssertionError(msg)
-    both_finite = np.isfinite(a64) & np.isfinite(d64)
-    # Infinities (and the NaN already matched above) must be equal exactly.
-    exact_mismatch = ~both_finite & ~a_nan & (a64 != d64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        error = np.where(both_finite, np.abs(a64 - d64), 0.0)
-        error = np.where(exact_mismatch, np.inf, error)
-        bound = atol + rtol * np.abs(np.where(both_finite, d64, 0.0))
-        relative = np.where(d64 != 0, error / np.where(d64 != 0, np.abs(d64), 1.0), np.where(error > 0, np.inf, 0.0))
-        relative = np.where(both_finite | exact_mismatch, relative, 0.0)
-    bad = (error > bound) | exact_mismatch
-    n_bad = int(np.sum(bad))
-    if n_bad == 0:
-        return
-    flat_error, flat_relative = np.abs(error).ravel(), np.abs(relative).ravel()
-    worst_abs = int(np.argmax(flat_error))
-    worst_rel = int(np.argmax(flat_relative))
-    a_flat, d_flat = a64.ravel(), d64.ravel()
-
-    def describe(i: int) -> str:
-        return f"at index {_index_text(i, a.shape)} (actual {a_flat[i].item()!r}, desired {d_flat[i].item()!r})"
-
-    msg = (
-        f"{header}\n"
-        f"Mismatched elements: {n_bad} / {a.size} ({100.0 * n_bad / a.size:.3g}%)\n"
-        f"Max absolute error: {flat_error[worst_abs]:.8g} {describe(worst_abs)}\n"
-        f"Max relative error: {flat_relative[worst_rel]:.8g} {describe(worst_rel)}"
-    )
-    raise AssertionError(msg)
+    a64, d64 = _widened(a, d)
+    _check_nan_positions(header, a64, d64)
+    error, relative, bad = _errors(a64, d64, rtol, atol)
+    if np.any(bad):
+        raise AssertionError(_mismatch_message(header, a64, d64, error, relative, bad))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -79,68 +79,87 @@ def _check_options(axis: Any, reduction: Any, ignore_index: Any, ndim: int) -> t
     return axis % ndim, reduction, ignore_index
 
 
-def _solve(
-    logits: Any,
-    targets: Any,
-    *,
-    epsilon: Any,
-    prior: Any,
-    axis: Any,
-    weight: Any,
-    ignore_index: Any,
-    where: Any,
-    reduction: Any,
-    dps: int,
-    need_grad: bool,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    mpmath = _mpmath()
-    z = _as_float64("logits", logits)
-    if z.ndim == 0:
-        msg = "logits must have at least one dimension (the class axis), got a 0-d array"
-        raise ValueError(msg)
-    axis, reduction, ignore_index = _check_options(axis, reduction, ignore_index, z.ndim)
-    full_shape = z.shape
-    num_classes = full_shape[axis]
-    z = np.moveaxis(z, axis, -1)
-    batch_shape = z.shape[:-1]
+class _Options(NamedTuple):
+    """The keyword arguments of the public functions, in the order of their signature."""
 
+    epsilon: Any
+    prior: Any
+    axis: Any
+    weight: Any
+    ignore_index: Any
+    where: Any
+    reduction: Any
+    dps: int
+
+
+class _Rows(NamedTuple):
+    """The checked inputs as float64 rows, one a sample, with the classes last."""
+
+    logits: np.ndarray  # (N, K)
+    labels: np.ndarray | None  # (N,) int64 for integer targets, else None
+    probabilities: np.ndarray | None  # (N, K) for probability targets, else None
+    allowed: np.ndarray  # (N, K) bool
+    epsilon: np.ndarray  # (N,)
+    prior: Any  # None, "others" or (N, K) float64 rows
+    weights: np.ndarray | None  # (K,)
+    ignore_index: int | None
+    masked: bool  # whether a where mask was given
+    batch_shape: tuple[int, ...]
+    axis: int
+
+
+class _Target(NamedTuple):
+    """One counted sample's target: a label or a probability row (as mpf), and its "mean" share."""
+
+    label: int | None
+    q: list[Any] | None
+    share: Any
+
+
+def _class_rows(x: np.ndarray, axis: int, num_classes: int) -> np.ndarray:
+    return np.moveaxis(x, axis, -1).reshape(-1, num_classes)
+
+
+def _target_rows(
+    targets: Any, full_shape: tuple[int, ...], axis: int, ignore_index: int | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(labels, None)`` for integer targets, ``(None, probability rows)`` for floating ones."""
     raw_targets, target_dtype = to_numpy(targets)
-    is_labels = raw_targets.dtype.kind in "iu"
-    if is_labels:
+    num_classes = full_shape[axis]
+    batch_shape = full_shape[:axis] + full_shape[axis + 1 :]
+    if raw_targets.dtype.kind in "iu":
         if raw_targets.shape != batch_shape:
             msg = f"integer targets must have shape {batch_shape}, got shape {raw_targets.shape}"
             raise ValueError(msg)
-        labels = raw_targets.astype(np.int64).reshape(-1)
-        probabilities: Any = None
-    elif target_dtype in _FLOAT_NAMES:
-        if raw_targets.shape != full_shape:
-            msg = f"probability targets must have the logits' shape {full_shape}, got shape {raw_targets.shape}"
-            raise ValueError(msg)
-        if ignore_index is not None:
-            msg = "ignore_index needs integer targets, got probability targets"
-            raise ValueError(msg)
-        probabilities = np.moveaxis(raw_targets.astype(np.float64), axis, -1).reshape(-1, num_classes)
-        if np.any(~(probabilities >= 0)):
-            msg = "probability targets must be non-negative"
-            raise ValueError(msg)
-        labels = None
-    else:
+        return raw_targets.astype(np.int64).reshape(-1), None
+    if target_dtype not in _FLOAT_NAMES:
         msg = f"targets must be integer labels or floating probabilities, got dtype {target_dtype}"
         raise TypeError(msg)
+    if raw_targets.shape != full_shape:
+        msg = f"probability targets must have the logits' shape {full_shape}, got shape {raw_targets.shape}"
+        raise ValueError(msg)
+    if ignore_index is not None:
+        msg = "ignore_index needs integer targets, got probability targets"
+        raise ValueError(msg)
+    probabilities = _class_rows(raw_targets.astype(np.float64), axis, num_classes)
+    if np.any(~(probabilities >= 0)):
+        msg = "probability targets must be non-negative"
+        raise ValueError(msg)
+    return None, probabilities
 
-    rows = z.reshape(-1, num_classes)
-    num_rows = rows.shape[0]
 
+def _allowed_rows(where: Any, full_shape: tuple[int, ...], axis: int, num_rows: int) -> np.ndarray:
+    num_classes = full_shape[axis]
     if where is None:
-        allowed = np.ones(rows.shape, dtype=bool)
-    else:
-        mask, mask_dtype = to_numpy(where)
-        if mask_dtype != "bool":
-            msg = f"where must be a boolean array, got dtype {mask_dtype}"
-            raise TypeError(msg)
-        allowed = np.moveaxis(_broadcast("where", mask, full_shape, "the logits' shape"), axis, -1)
-        allowed = allowed.reshape(-1, num_classes)
+        return np.ones((num_rows, num_classes), dtype=bool)
+    mask, mask_dtype = to_numpy(where)
+    if mask_dtype != "bool":
+        msg = f"where must be a boolean array, got dtype {mask_dtype}"
+        raise TypeError(msg)
+    return _class_rows(_broadcast("where", mask, full_shape, "the logits' shape"), axis, num_classes)
 
+
+def _epsilon_rows(epsilon: Any, batch_shape: tuple[int, ...], num_rows: int) -> np.ndarray:
     if isinstance(epsilon, (float, int)) and not isinstance(epsilon, bool):
         eps_rows = np.full(num_rows, float(epsilon))
     else:
@@ -149,165 +168,255 @@ def _solve(
     if np.any(~((eps_rows >= 0) & (eps_rows <= 1))):
         msg = f"epsilon must lie in [0, 1], got {eps_rows[~((eps_rows >= 0) & (eps_rows <= 1))][0]}"
         raise ValueError(msg)
+    return eps_rows
 
-    prior_rows: Any = None
+
+def _prior_rows(prior: Any, full_shape: tuple[int, ...], axis: int, num_rows: int) -> Any:
+    """None, ``"others"``, or the prior as checked ``(N, K)`` float64 rows."""
     if isinstance(prior, str):
         if prior != "others":
             msg = f"prior must be None, 'others' or an array, got {prior!r}"
             raise ValueError(msg)
-    elif prior is not None:
-        prior_array, prior_dtype = to_numpy(prior)
-        if prior_dtype not in _FLOAT_NAMES:
-            msg = f"prior must have a real floating dtype, got dtype {prior_dtype}"
-            raise TypeError(msg)
-        tolerance = math.sqrt(_EPSILON[prior_dtype])
-        prior_array = prior_array.astype(np.float64)
-        if prior_array.ndim == 1 and prior_array.shape[0] == num_classes:
-            # A (K,) prior names classes, whatever the class axis.
-            prior_rows = np.broadcast_to(prior_array, rows.shape)
-        else:
-            full = _broadcast("prior", prior_array, full_shape, "the logits' shape")
-            prior_rows = np.moveaxis(full, axis, -1).reshape(-1, num_classes)
-        if np.any(~(prior_rows >= 0)):
-            msg = "prior must have non-negative entries"
-            raise ValueError(msg)
-        if np.any(np.abs(prior_rows.sum(axis=-1) - 1.0) > tolerance):
-            msg = f"prior must sum to 1 along the class axis (tolerance {tolerance:.1e})"
-            raise ValueError(msg)
+        return prior
+    if prior is None:
+        return None
+    num_classes = full_shape[axis]
+    prior_array, prior_dtype = to_numpy(prior)
+    if prior_dtype not in _FLOAT_NAMES:
+        msg = f"prior must have a real floating dtype, got dtype {prior_dtype}"
+        raise TypeError(msg)
+    tolerance = math.sqrt(_EPSILON[prior_dtype])
+    prior_array = prior_array.astype(np.float64)
+    if prior_array.ndim == 1 and prior_array.shape[0] == num_classes:
+        # A (K,) prior names classes, whatever the class axis.
+        prior_rows = np.broadcast_to(prior_array, (num_rows, num_classes))
+    else:
+        prior_rows = _class_rows(_broadcast("prior", prior_array, full_shape, "the logits' shape"), axis, num_classes)
+    if np.any(~(prior_rows >= 0)):
+        msg = "prior must have non-negative entries"
+        raise ValueError(msg)
+    if np.any(np.abs(prior_rows.sum(axis=-1) - 1.0) > tolerance):
+        msg = f"prior must sum to 1 along the class axis (tolerance {tolerance:.1e})"
+        raise ValueError(msg)
+    return prior_rows
 
-    weights = None
-    if weight is not None:
-        weights = _real_float64("weight", weight)
-        if weights.shape != (num_classes,):
-            msg = f"weight must have shape ({num_classes},), got shape {weights.shape}"
-            raise ValueError(msg)
 
+def _class_weights(weight: Any, num_classes: int) -> np.ndarray | None:
+    if weight is None:
+        return None
+    weights = _real_float64("weight", weight)
+    if weights.shape != (num_classes,):
+        msg = f"weight must have shape ({num_classes},), got shape {weights.shape}"
+        raise ValueError(msg)
+    return weights
+
+
+def _prepare(logits: Any, targets: Any, options: _Options) -> tuple[_Rows, str]:
+    """Check every input as :func:`labelsmooth.cross_entropy` does; the rows and the reduction."""
+    z = _as_float64("logits", logits)
+    if z.ndim == 0:
+        msg = "logits must have at least one dimension (the class axis), got a 0-d array"
+        raise ValueError(msg)
+    axis, reduction, ignore_index = _check_options(options.axis, options.reduction, options.ignore_index, z.ndim)
+    full_shape = z.shape
+    num_classes = full_shape[axis]
+    batch_shape = full_shape[:axis] + full_shape[axis + 1 :]
+    labels, probabilities = _target_rows(targets, full_shape, axis, ignore_index)
+    logit_rows = _class_rows(z, axis, num_classes)
+    num_rows = logit_rows.shape[0]
+    rows = _Rows(
+        logits=logit_rows,
+        labels=labels,
+        probabilities=probabilities,
+        allowed=_allowed_rows(options.where, full_shape, axis, num_rows),
+        epsilon=_epsilon_rows(options.epsilon, batch_shape, num_rows),
+        prior=_prior_rows(options.prior, full_shape, axis, num_rows),
+        weights=_class_weights(options.weight, num_classes),
+        ignore_index=ignore_index,
+        masked=options.where is not None,
+        batch_shape=batch_shape,
+        axis=axis,
+    )
+    return rows, reduction
+
+
+def _sample_target(ctx: Any, rows: _Rows, w_row: list[Any], i: int) -> _Target | None:
+    """Sample ``i``'s target, checked against its mask; None for an ignored sample."""
+    allowed_i = rows.allowed[i]
+    num_allowed = int(allowed_i.sum())
+    needed = 2 if isinstance(rows.prior, str) else 1
+    if num_allowed < needed:
+        msg = f"where must allow at least {needed} class(es) in every row, got a row allowing {num_allowed}"
+        raise ValueError(msg)
+    if rows.labels is None:
+        q_row = rows.probabilities[i]  # type: ignore[index]
+        if np.any((q_row != 0) & ~allowed_i):
+            msg = "probability targets must put no mass on classes masked out by where"
+            raise ValueError(msg)
+        return _Target(None, [ctx.mpf(float(v)) for v in q_row], ctx.mpf(1))
+    label = int(rows.labels[i])
+    if rows.ignore_index is not None and label == rows.ignore_index:
+        return None
+    num_classes = rows.logits.shape[1]
+    if not 0 <= label < num_classes:
+        msg = f"targets must be class indices in [0, {num_classes}), got a label of {label}"
+        raise ValueError(msg)
+    if not allowed_i[label]:
+        msg = f"targets must not point at a class masked out by where, got label {label}"
+        raise ValueError(msg)
+    return _Target(label, None, w_row[label])
+
+
+def _smoothing(ctx: Any, rows: _Rows, i: int, classes: list[int], target: _Target) -> list[Any]:
+    """The smoothing distribution ``u`` of sample ``i`` over its allowed classes."""
+    one = ctx.mpf(1)
+    if rows.prior is None:
+        return [one / len(classes)] * len(classes)
+    if isinstance(rows.prior, str):
+        share = one / (len(classes) - 1)
+        if target.q is None:
+            return [ctx.mpf(0) if k == target.label else share for k in classes]
+        return [(one - target.q[k]) * share for k in classes]
+    u = [ctx.mpf(float(rows.prior[i, k])) for k in classes]
+    if rows.masked:
+        # Masked classes get no smoothing mass: renormalise over the allowed ones.
+        total = ctx.fsum(u)
+        if total == 0:
+            msg = "prior must give positive mass to at least one allowed class in every row"
+            raise ValueError(msg)
+        u = [v / total for v in u]
+    return u
+
+
+def _coefficients(ctx: Any, rows: _Rows, i: int, classes: list[int], target: _Target, w_row: list[Any]) -> list[Any]:
+    """Target weights ``c_k = w_k q'_k`` over the allowed classes, ``q' = (1 - eps) q + eps u``."""
+    u = _smoothing(ctx, rows, i, classes, target)
+    eps = ctx.mpf(float(rows.epsilon[i]))
+    keep = ctx.mpf(1) - eps
+    if rows.prior is None:
+        spread = [eps * u[0]] * len(classes)  # a uniform u: one product serves every class
+    else:
+        spread = [eps * u_k for u_k in u]
+    if rows.weights is not None:
+        spread = [w_row[k] * b for k, b in zip(classes, spread)]
+    if target.q is None:
+        spread[classes.index(target.label)] += keep * w_row[target.label]  # type: ignore[arg-type,index]
+        return spread
+    q = target.q
+    return [b + w_row[k] * keep * q[k] if q[k] else b for k, b in zip(classes, spread)]
+
+
+def _exact_logits(mpmath: Any, values: np.ndarray) -> list[Any]:
+    return [mpmath.mp.make_mpf(mpmath.libmp.from_float(float(v))) for v in values]
+
+
+def _sample_loss(
+    ctx: Any, z_i: list[Any], coef: list[Any], classes: list[int], num_classes: int, need_grad: bool
+) -> tuple[Any, list[Any] | None]:
+    """The loss ``-sum_k c_k log p_k`` of one sample and, if asked, its gradient row."""
+    if any(ctx.isnan(v) or v == ctx.inf for v in z_i):
+        return ctx.nan, ([ctx.nan] * num_classes if need_grad else None)
+    one = ctx.mpf(1)
+    top = max(range(len(z_i)), key=z_i.__getitem__)
+    shift = z_i[top] if ctx.isfinite(z_i[top]) else ctx.mpf(0)
+    gaps = [shift - v for v in z_i]  # m - z_k >= 0
+    exps = [ctx.exp(-g) for g in gaps]
+    # s = 1 + rest with the top class's exact unit term kept apart, and log(s) as
+    # log1p(rest): a 40-digit log(1 + 1e-218) would round to 0.
+    rest = ctx.fsum(e for j, e in enumerate(exps) if j != top) + (exps[top] - one)
+    total_coef = ctx.fsum(coef)
+    # -log p_k = log(s) + (m - z_k), so loss = T log(s) + sum_k c_k (m - z_k); a class
+    # with no target mass contributes 0 even when its logit is -inf (the limit, not
+    # IEEE 0 * inf).
+    nonzero = [(c, g) for c, g in zip(coef, gaps) if c != 0]
+    loss = total_coef * ctx.log1p(rest) + ctx.fdot(nonzero)
+    if not need_grad:
+        return loss, None
+    return loss, _sample_gradient(ctx, exps, coef, top, rest, total_coef, classes, num_classes)
+
+
+def _sample_gradient(
+    ctx: Any,
+    exps: list[Any],
+    coef: list[Any],
+    top: int,
+    rest: Any,
+    total_coef: Any,
+    classes: list[int],
+    num_classes: int,
+) -> list[Any]:
+    """``T p_k - c_k`` on the allowed classes, 0 on the masked ones."""
+    sum_exp = ctx.mpf(1) + rest
+    grad_row: list[Any] = [ctx.mpf(0)] * num_classes
+    prob_coef = total_coef / sum_exp
+    for k, e, c in zip(classes, exps, coef):
+        grad_row[k] = prob_coef * e - c
+    # For the top class T p - c cancels: use (T - c) - T (1 - p) with both
+    # brackets summed from non-negative terms, so tiny gradients keep their digits.
+    others_coef = ctx.fsum(c for j, c in enumerate(coef) if j != top)
+    grad_row[classes[top]] = others_coef - total_coef * rest / sum_exp
+    return grad_row
+
+
+def _per_sample(mpmath: Any, rows: _Rows, need_grad: bool) -> tuple[list[Any], list[Any], list[Any]]:
+    """Per-sample losses and gradient rows (None for ignored samples), and the "mean" shares."""
     ctx = mpmath.mp
+    num_classes = rows.logits.shape[1]
+    w_row = [ctx.mpf(1)] * num_classes if rows.weights is None else [ctx.mpf(float(v)) for v in rows.weights]
     losses: list[Any] = []
     grads: list[list[Any] | None] = []
     counted: list[Any] = []  # the "mean" normaliser's share of each counted sample
-    with ctx.workdps(dps):
-        mpf, make_mpf = ctx.mpf, ctx.make_mpf
-        from_float = mpmath.libmp.from_float
-        zero, one = mpf(0), mpf(1)
-        w_row = [one] * num_classes if weights is None else [mpf(float(v)) for v in weights]
-        for i in range(num_rows):
-            allowed_i = allowed[i]
-            num_allowed = int(allowed_i.sum())
-            needed = 2 if isinstance(prior, str) else 1
-            if num_allowed < needed:
-                msg = f"where must allow at least {needed} class(es) in every row, got a row allowing {num_allowed}"
-                raise ValueError(msg)
-            if labels is not None:
-                label = int(labels[i])
-                if ignore_index is not None and label == ignore_index:
-                    losses.append(None)
-                    grads.append(None)
-                    continue
-                if not 0 <= label < num_classes:
-                    msg = f"targets must be class indices in [0, {num_classes}), got a label of {label}"
-                    raise ValueError(msg)
-                if not allowed_i[label]:
-                    msg = f"targets must not point at a class masked out by where, got label {label}"
-                    raise ValueError(msg)
-                q: Any = None
-                counted.append(w_row[label])
-            else:
-                q_row = probabilities[i]
-                if np.any((q_row != 0) & ~allowed_i):
-                    msg = "probability targets must put no mass on classes masked out by where"
-                    raise ValueError(msg)
-                q = [mpf(float(v)) for v in q_row]
-                counted.append(one)
-            classes = [k for k in range(num_classes) if allowed_i[k]]
+    for i in range(rows.logits.shape[0]):
+        target = _sample_target(ctx, rows, w_row, i)
+        if target is None:
+            losses.append(None)
+            grads.append(None)
+            continue
+        counted.append(target.share)
+        classes = [k for k in range(num_classes) if rows.allowed[i, k]]
+        coef = _coefficients(ctx, rows, i, classes, target, w_row)
+        z_i = _exact_logits(mpmath, rows.logits[i, classes])
+        loss, grad_row = _sample_loss(ctx, z_i, coef, classes, num_classes, need_grad)
+        losses.append(loss)
+        grads.append(grad_row)
+    return losses, grads, counted
 
-            eps = mpf(float(eps_rows[i]))
-            keep = one - eps
-            # Smoothing distribution u over the allowed classes.
-            if prior is None:
-                share = one / num_allowed
-                u = [share] * len(classes)
-            elif isinstance(prior, str):
-                share = one / (num_allowed - 1)
-                if q is None:
-                    u = [zero if k == label else share for k in classes]
-                else:
-                    u = [(one - q[k]) * share for k in classes]
-            else:
-                u = [mpf(float(prior_rows[i, k])) for k in classes]
-                if where is not None:
-                    # Masked classes get no smoothing mass: renormalise over the allowed ones.
-                    total = ctx.fsum(u)
-                    if total == 0:
-                        msg = "prior must give positive mass to at least one allowed class in every row"
-                        raise ValueError(msg)
-                    u = [v / total for v in u]
-            # Target weights c_k = w_k q'_k, q' = (1 - eps) q + eps u, zero on masked classes.
-            if prior is None:
-                spread = [eps * share] * len(classes)
-            else:
-                spread = [eps * u_k for u_k in u]
-            if weights is not None:
-                spread = [w_row[k] * b for k, b in zip(classes, spread)]
-            if labels is not None:
-                position = classes.index(label)
-                spread[position] += keep * w_row[label]
-                coef = spread
-            else:
-                coef = [b + w_row[k] * keep * q[k] if q[k] else b for k, b in zip(classes, spread)]
 
-            z_i = [make_mpf(from_float(float(v))) for v in rows[i, classes]]
-            if any(ctx.isnan(v) or v == ctx.inf for v in z_i):
-                losses.append(ctx.nan)
-                grads.append([ctx.nan] * num_classes if need_grad else None)
-                continue
-            top = max(range(len(z_i)), key=z_i.__getitem__)
-            shift = z_i[top] if ctx.isfinite(z_i[top]) else zero
-            gaps = [shift - v for v in z_i]  # m - z_k >= 0
-            exps = [ctx.exp(-g) for g in gaps]
-            # s = 1 + rest with the top class's exact unit term kept apart, and log(s) as
-            # log1p(rest): a 40-digit log(1 + 1e-218) would round to 0.
-            rest = ctx.fsum(e for j, e in enumerate(exps) if j != top) + (exps[top] - one)
-            sum_exp = one + rest
-            total_coef = ctx.fsum(coef)
-            # -log p_k = log(s) + (m - z_k), so loss = T log(s) + sum_k c_k (m - z_k); a class
-            # with no target mass contributes 0 even when its logit is -inf (the limit, not
-            # IEEE 0 * inf).
-            nonzero = [(c, g) for c, g in zip(coef, gaps) if c != 0]
-            losses.append(total_coef * ctx.log1p(rest) + ctx.fdot(nonzero))
-            if need_grad:
-                grad_row: Any = [zero] * num_classes
-                prob_coef = total_coef / sum_exp
-                for k, e, c in zip(classes, exps, coef):
-                    grad_row[k] = prob_coef * e - c
-                # For the top class T p - c cancels: use (T - c) - T (1 - p) with both
-                # brackets summed from non-negative terms, so tiny gradients keep their digits.
-                others_coef = ctx.fsum(c for j, c in enumerate(coef) if j != top)
-                grad_row[classes[top]] = others_coef - total_coef * rest / sum_exp
-                grads.append(grad_row)
-            else:
-                grads.append(None)
+def _reduce(
+    ctx: Any, losses: list[Any], counted: list[Any], reduction: str, batch_shape: tuple[int, ...]
+) -> tuple[np.ndarray, Any]:
+    """The reduced loss as float64, and the factor the reduction applies to each gradient."""
+    one = ctx.mpf(1)
+    if reduction == "none":
+        loss = np.array([0.0 if v is None else float(v) for v in losses], dtype=np.float64)
+        return loss.reshape(batch_shape), one
+    total_loss = ctx.fsum(v for v in losses if v is not None)
+    if reduction == "sum":
+        return np.asarray(float(total_loss), dtype=np.float64), one
+    denominator = ctx.fsum(counted)
+    scale = ctx.nan if denominator == 0 else one / denominator
+    return np.asarray(float(ctx.nan if denominator == 0 else total_loss / denominator), dtype=np.float64), scale
 
-        if reduction == "none":
-            loss = np.array([0.0 if v is None else float(v) for v in losses], dtype=np.float64)
-            loss = loss.reshape(batch_shape)
-            scale = one
-        else:
-            total_loss = ctx.fsum(v for v in losses if v is not None)
-            if reduction == "sum":
-                scale = one
-                loss = np.asarray(float(total_loss), dtype=np.float64)
-            else:
-                denominator = ctx.fsum(counted)
-                scale = ctx.nan if denominator == 0 else one / denominator
-                loss = np.asarray(float(ctx.nan if denominator == 0 else total_loss / denominator), dtype=np.float64)
+
+def _gradient(grads: list[Any], scale: Any, rows: _Rows) -> np.ndarray:
+    """The scaled gradient rows as float64 in the logits' layout (0 for ignored samples)."""
+    grad_rows = np.zeros(rows.logits.shape, dtype=np.float64)
+    for i, grad_row in enumerate(grads):
+        if grad_row is not None:
+            grad_rows[i] = [float(scale * g) for g in grad_row]
+    moved_shape = (*rows.batch_shape, rows.logits.shape[1])
+    return np.ascontiguousarray(np.moveaxis(grad_rows.reshape(moved_shape), -1, rows.axis))
+
+
+def _solve(logits: Any, targets: Any, options: _Options, *, need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    mpmath = _mpmath()
+    rows, reduction = _prepare(logits, targets, options)
+    with mpmath.mp.workdps(options.dps):
+        losses, grads, counted = _per_sample(mpmath, rows, need_grad)
+        loss, scale = _reduce(mpmath.mp, losses, counted, reduction, rows.batch_shape)
         if not need_grad:
             return loss, None
-        grad_rows = np.zeros(rows.shape, dtype=np.float64)
-        for i, grad_row in enumerate(grads):
-            if grad_row is not None:
-                grad_rows[i] = [float(scale * g) for g in grad_row]
-        return loss, np.ascontiguousarray(np.moveaxis(grad_rows.reshape(z.shape), -1, axis))
+        return loss, _gradient(grads, scale, rows)
 
 
 _PARAMETERS_DOC = r"""
@@ -343,19 +452,8 @@ def reference_cross_entropy_with_grad(
     reduction: str = "mean",
     dps: int = 40,
 ) -> tuple[np.ndarray, np.ndarray]:
-    return _solve(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        dps=dps,
-        need_grad=True,
-    )  # type: ignore[return-value]
+    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
+    return _solve(logits, targets, options, need_grad=True)  # type: ignore[return-value]
 
 
 def reference_cross_entropy(
@@ -372,19 +470,8 @@ def reference_cross_entropy(
     reduction: str = "mean",
     dps: int = 40,
 ) -> np.ndarray:
-    return _solve(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        dps=dps,
-        need_grad=False,
-    )[0]
+    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
+    return _solve(logits, targets, options, need_grad=False)[0]
 
 
 def reference_cross_entropy_grad(
@@ -401,18 +488,8 @@ def reference_cross_entropy_grad(
     reduction: str = "mean",
     dps: int = 40,
 ) -> np.ndarray:
-    return reference_cross_entropy_with_grad(
-        logits,
-        targets,
-        epsilon=epsilon,
-        prior=prior,
-        axis=axis,
-        weight=weight,
-        ignore_index=ignore_index,
-        where=where,
-        reduction=reduction,
-        dps=dps,
-    )[1]
+    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
+    return _solve(logits, targets, options, need_grad=True)[1]  # type: ignore[return-value]
 
 
 reference_cross_entropy.__doc__ = (

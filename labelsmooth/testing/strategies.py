@@ -193,6 +193,105 @@ def _probability_rows(draw: Any, shape: tuple[int, ...], allowed: np.ndarray, dt
     return (raw / raw.sum(axis=-1, keepdims=True)).astype(dtype)
 
 
+def _draw_mask(draw: Any, full: tuple[int, ...]) -> np.ndarray:
+    """A class mask of shape ``(K,)`` or ``full``."""
+    num_classes = full[-1]
+    shared_mask = draw(st.booleans())
+    mask_shape = (num_classes,) if shared_mask else full
+    mask = np.array(draw(hnp.arrays(np.bool_, mask_shape)))
+    # Every row keeps two allowed classes (one if K == 1), so any prior is valid.
+    keep = draw(hnp.arrays(np.int64, (*mask_shape[:-1], 1), elements=st.integers(0, num_classes - 1)))
+    classes = np.arange(num_classes)
+    mask |= (classes == keep) | (classes == (keep + 1) % num_classes)
+    return mask
+
+
+def _draw_targets(
+    draw: Any,
+    kind: str,
+    options: Collection[str],
+    full: tuple[int, ...],
+    allowed: np.ndarray,
+    dtype: np.dtype,
+    chosen: dict[str, Any],
+) -> np.ndarray:
+    """Labels or probability rows; an ``ignore_index`` drawn for labels goes into ``chosen``."""
+    if kind == "labels":
+        ignore_index = None
+        if "ignore_index" in options and draw(st.booleans()):
+            ignore_index = draw(st.sampled_from([-100, -1]))
+            chosen["ignore_index"] = ignore_index
+        return draw(labels(full[-1], shape=full[:-1], where=allowed, ignore_index=ignore_index))
+    if kind == "probabilities":
+        return _probability_rows(draw, full, allowed, dtype)
+    msg = f"target_kinds must hold 'labels' and/or 'probabilities', got {kind!r}"
+    raise InvalidArgument(msg)
+
+
+def _draw_epsilon_array(draw: Any, batch: tuple[int, ...], dtype: np.dtype, width: Literal[16, 32, 64]) -> np.ndarray:
+    """Per-sample epsilons of a trailing part of the batch shape."""
+    eps_shape = batch[draw(st.integers(0, len(batch))) :]
+    representable = sorted({float(dtype.type(e)) for e in _EPSILONS})
+    elements = st.one_of(st.sampled_from(representable), st.floats(0.0, 1.0, width=width, allow_subnormal=False))
+    return draw(hnp.arrays(dtype, eps_shape, elements=elements))
+
+
+def _draw_prior(draw: Any, num_classes: int, dtype: np.dtype) -> str | np.ndarray | None:
+    """None (uniform), ``"others"`` or a positive ``(K,)`` array summing to 1."""
+    prior_kind = draw(st.sampled_from(["uniform", "others", "array"]))
+    if prior_kind == "others" and num_classes >= 2:
+        return "others"
+    if prior_kind != "array":
+        return None
+    if dtype.itemsize >= 4:
+        raw = draw(hnp.arrays(np.float64, (num_classes,), elements=st.floats(0.05, 1.0)))
+        return (raw / raw.sum()).astype(dtype)
+    # Multiples of 2**-bits (fewer than 11 significant bits each) that sum to 1
+    # exactly: a half-precision prior rounded from float64 can miss 1 by more
+    # than the tolerance of a float32 check.
+    bits = 10 + max(0, math.ceil(math.log2(num_classes / 16)))
+    counts = draw(hnp.arrays(np.int64, (num_classes,), elements=st.integers(16, 64)))
+    units = counts * 2**bits // counts.sum()
+    units[-1] = 2**bits - units[:-1].sum()
+    return (units / 2.0**bits).astype(dtype)
+
+
+def _draw_loss_options(
+    draw: Any,
+    options: Collection[str],
+    batch: tuple[int, ...],
+    num_classes: int,
+    dtype: np.dtype,
+    chosen: dict[str, Any],
+) -> None:
+    """``epsilon`` (a float or per sample), ``prior`` and ``weight``, each drawn into ``chosen`` or left out."""
+    width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
+    if "per_sample_epsilon" in options and draw(st.booleans()):
+        chosen["epsilon"] = _draw_epsilon_array(draw, batch, dtype, width)
+    elif "epsilon" in options and draw(st.booleans()):
+        chosen["epsilon"] = draw(st.one_of(st.sampled_from(_EPSILONS), st.floats(0.0, 1.0)))
+    if "prior" in options:
+        prior = _draw_prior(draw, num_classes, dtype)
+        if prior is not None:
+            chosen["prior"] = prior
+    if "weight" in options and draw(st.booleans()):
+        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(0.125, 4.0, width=width)))
+
+
+def _move_class_axis(
+    draw: Any, z: np.ndarray, targets: np.ndarray, kind: str, mask: np.ndarray | None, chosen: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move the class axis of the case to a drawn earlier position; ``chosen`` gets ``axis``."""
+    axis = draw(st.integers(0, z.ndim - 2))
+    if kind == "probabilities":
+        targets = np.moveaxis(targets, -1, axis)
+    if mask is not None:
+        # A (K,) mask broadcasts along the last axis only: give it the full layout.
+        chosen["where"] = np.moveaxis(np.broadcast_to(mask, z.shape), -1, axis).copy()
+    chosen["axis"] = axis
+    return np.moveaxis(z, -1, axis), targets
+
+
 @st.composite
 def cross_entropy_cases(
     draw: Any,
@@ -251,84 +350,20 @@ def cross_entropy_cases(
     num_rows = int(np.prod(batch, dtype=np.int64))
     chosen: dict[str, Any] = {}
 
-    mask = None
-    shared_mask = False
-    if "where" in options and draw(st.booleans()):
-        shared_mask = draw(st.booleans())
-        mask_shape = (num_classes,) if shared_mask else full
-        mask = np.array(draw(hnp.arrays(np.bool_, mask_shape)))
-        # Every row keeps two allowed classes (one if K == 1), so any prior is valid.
-        keep = draw(hnp.arrays(np.int64, (*mask_shape[:-1], 1), elements=st.integers(0, num_classes - 1)))
-        classes = np.arange(num_classes)
-        mask |= (classes == keep) | (classes == (keep + 1) % num_classes)
-
+    mask = _draw_mask(draw, full) if "where" in options and draw(st.booleans()) else None
     # Keep the summed loss inside the dtype's range (matters for float16 only).
     reach = float(np.finfo(dtype).max) / (64.0 * max(num_rows, 1))
     z = draw(
         logits(shape=full, dtype=dtype, where=mask, max_scale=min(max_scale, reach), max_offset=min(max_offset, reach))
     )
     allowed = np.broadcast_to(np.ones(1, dtype=bool) if mask is None else mask, full)
+    targets = _draw_targets(draw, kind, options, full, allowed, dtype, chosen)
 
-    if kind == "labels":
-        ignore_index = None
-        if "ignore_index" in options and draw(st.booleans()):
-            ignore_index = draw(st.sampled_from([-100, -1]))
-            chosen["ignore_index"] = ignore_index
-        targets = draw(labels(num_classes, shape=batch, where=allowed, ignore_index=ignore_index))
-    elif kind == "probabilities":
-        targets = _probability_rows(draw, full, allowed, dtype)
-    else:
-        msg = f"target_kinds must hold 'labels' and/or 'probabilities', got {kind!r}"
-        raise InvalidArgument(msg)
-
-    width = cast("Literal[16, 32, 64]", 8 * dtype.itemsize)
-    if "per_sample_epsilon" in options and draw(st.booleans()):
-        eps_shape = batch[draw(st.integers(0, len(batch))) :]
-        representable = sorted({float(dtype.type(e)) for e in _EPSILONS})
-        chosen["epsilon"] = draw(
-            hnp.arrays(
-                dtype,
-                eps_shape,
-                elements=st.one_of(
-                    st.sampled_from(representable), st.floats(0.0, 1.0, width=width, allow_subnormal=False)
-                ),
-            )
-        )
-    elif "epsilon" in options and draw(st.booleans()):
-        chosen["epsilon"] = draw(st.one_of(st.sampled_from(_EPSILONS), st.floats(0.0, 1.0)))
-
-    if "prior" in options:
-        prior_kind = draw(st.sampled_from(["uniform", "others", "array"]))
-        if prior_kind == "others" and num_classes >= 2:
-            chosen["prior"] = "others"
-        elif prior_kind == "array":
-            if dtype.itemsize >= 4:
-                raw = draw(hnp.arrays(np.float64, (num_classes,), elements=st.floats(0.05, 1.0)))
-                chosen["prior"] = (raw / raw.sum()).astype(dtype)
-            else:
-                # Multiples of 2**-bits (fewer than 11 significant bits each) that sum to 1
-                # exactly: a half-precision prior rounded from float64 can miss 1 by more
-                # than the tolerance of a float32 check.
-                bits = 10 + max(0, math.ceil(math.log2(num_classes / 16)))
-                counts = draw(hnp.arrays(np.int64, (num_classes,), elements=st.integers(16, 64)))
-                units = counts * 2**bits // counts.sum()
-                units[-1] = 2**bits - units[:-1].sum()
-                chosen["prior"] = (units / 2.0**bits).astype(dtype)
-
-    if "weight" in options and draw(st.booleans()):
-        chosen["weight"] = draw(hnp.arrays(dtype, (num_classes,), elements=st.floats(0.125, 4.0, width=width)))
-
+    _draw_loss_options(draw, options, batch, num_classes, dtype, chosen)
     if mask is not None:
         chosen["where"] = mask
     chosen["reduction"] = draw(st.sampled_from(list(reductions)))
 
     if "axis" in options and len(full) >= 2 and draw(st.booleans()):
-        axis = draw(st.integers(0, len(full) - 2))
-        z = np.moveaxis(z, -1, axis)
-        if kind == "probabilities":
-            targets = np.moveaxis(targets, -1, axis)
-        if mask is not None:
-            # A (K,) mask broadcasts along the last axis only: give it the full layout.
-            chosen["where"] = np.moveaxis(np.broadcast_to(mask, full), -1, axis).copy()
-        chosen["axis"] = axis
+        z, targets = _move_class_axis(draw, z, targets, kind, mask, chosen)
     return CrossEntropyCase(np.array(z, order="C"), np.array(targets, order="C"), chosen)
