@@ -293,12 +293,14 @@ def test_example_catches_a_wrong_loss() -> None:
 
         def forward(self, logits, target):
             k = logits.shape[-1]
+            # Ignored samples handled as the example's loss does, so that only the slip differs.
+            keep = target != self.ignore_index
             log_probs = torch.log_softmax(logits, dim=-1)
-            nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            nll = -log_probs.gather(-1, torch.where(keep, target, 0).unsqueeze(-1)).squeeze(-1)
             smooth = -(log_probs.sum(-1) + (-nll)) / (k - 1)
-            per_sample = (1 - self.epsilon) * nll + self.epsilon * smooth
+            per_sample = torch.where(keep, (1 - self.epsilon) * nll + self.epsilon * smooth, 0.0)
             return (
-                per_sample.mean()
+                per_sample.sum() / keep.sum()
                 if self.reduction == "mean"
                 else per_sample.sum()
                 if self.reduction == "sum"
