@@ -62,6 +62,31 @@ def fast_paths_enabled() -> bool:
     return _FAST_PATHS.get()
 
 
+def wants_torch_autograd(logits: Any, others: Any) -> bool:
+    """Whether a call on a tensor needs labelsmooth's autograd function or operator.
+
+    That is when autograd would record the evaluation (a tensor among ``logits`` and the
+    values of ``others`` requires grad), under ``torch.compile``, on meta tensors and under
+    ``torch.autocast``.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(logits, torch.Tensor):
+        return False
+    if logits.device.type == "meta" or torch.compiler.is_compiling() or torch_autocast_enabled(logits):
+        return True
+    if not torch.is_grad_enabled():
+        return False
+    return logits.requires_grad or any(isinstance(v, torch.Tensor) and v.requires_grad for v in others)
+
+
+def torch_autocast_enabled(tensor: Any) -> bool:
+    """Whether ``torch.autocast`` is on for the tensor's device (False for devices it has not)."""
+    try:
+        return bool(sys.modules["torch"].is_autocast_enabled(tensor.device.type))
+    except RuntimeError:  # a device type without autocast, such as "meta"
+        return False
+
+
 def is_numpy_scalar(value: Any) -> bool:
     """NumPy scalars (``np.float64(0.1)``) are Python numbers here, not 0-d arrays."""
     return isinstance(value, numbers.Number) and type(value).__module__ == "numpy"

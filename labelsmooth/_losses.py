@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._assembly import solve
+from ._backend import wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
 from ._problem import LossOptions, prepare, with_options
 
@@ -16,6 +17,12 @@ __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 @with_options()
 def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+    if wants_torch_autograd(logits, (targets, *options.values())):
+        # One evaluation forward and the analytic gradient backward, instead of autograd
+        # recording the array-API kernel operation by operation.
+        from . import _torch_autograd
+
+        return _torch_autograd.cross_entropy(logits, targets, dict(options))
     return solve(prepare(logits, targets, **options), with_grad=False)[0]
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from . import _losses
+from . import _torch_autograd
 from ._problem import AdapterOptions, complete_options, with_options
 from ._validation import (
     as_python_scalar,
@@ -34,129 +34,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
-
-
-class _AnalyticCrossEntropy(torch.autograd.Function):
-    """Loss in ``forward``; ``backward`` is the saved analytic gradient times the cotangent.
-
-    Under ``create_graph=True`` ``backward`` recomputes the gradients from the saved inputs
-    as a graph instead, so that they can be differentiated again.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        logits: Any,
-        targets: Any,
-        epsilon: Any,
-        prior: Any,
-        weight: Any,
-        where: Any,
-        axis: int,
-        ignore_index: Any,
-        reduction: str,
-    ) -> Any:
-        options = {
-            "epsilon": epsilon,
-            "prior": prior,
-            "weight": weight,
-            "where": where,
-            "axis": axis,
-            "ignore_index": ignore_index,
-            "reduction": reduction,
-        }
-        grad = None
-        if ctx.needs_input_grad[0]:
-            loss, grad = _losses.cross_entropy_with_grad(logits, targets, **options)
-        else:
-            loss = _losses.cross_entropy(logits, targets, **options)
-        inputs = (logits, targets, epsilon, prior, weight, where)
-        ctx.tensor_slots = [isinstance(value, torch.Tensor) for value in inputs]
-        ctx.constants = [None if is_tensor else value for value, is_tensor in zip(inputs, ctx.tensor_slots)]
-        ctx.save_for_backward(grad, *[value for value in inputs if isinstance(value, torch.Tensor)])
-        ctx.options = {"axis": axis, "ignore_index": ignore_index, "reduction": reduction}
-        return loss
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
-        grad, *saved = ctx.saved_tensors
-        tensors = iter(saved)
-        inputs = [
-            next(tensors) if is_tensor else constant for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)
-        ]
-        wanted = ctx.needs_input_grad[:6]
-        if torch.is_grad_enabled():
-            grads = _differentiable_gradients(inputs, ctx.options, wanted, grad_output)
-        else:
-            logits_grad = None if grad is None else grad * _on_class_axis(grad_output, inputs[0], ctx.options)
-            others = _autodiff_gradients(inputs, ctx.options, (False, *wanted[1:]), grad_output, create_graph=False)
-            grads = [logits_grad, *others[1:]]
-        return (*grads, None, None, None)
-
-
-def _on_class_axis(grad_output: Any, logits: Any, options: dict[str, Any]) -> Any:
-    """The incoming gradient, broadcastable to the logits (per sample for ``"none"``)."""
-    if options["reduction"] != "none":
-        return grad_output
-    return grad_output.unsqueeze(options["axis"] % logits.ndim)
-
-
-def _plain_loss(inputs: list[Any], options: dict[str, Any]) -> Any:
-    logits, targets, epsilon, prior, weight, where = inputs
-    return _losses.cross_entropy(logits, targets, epsilon=epsilon, prior=prior, weight=weight, where=where, **options)
-
-
-def _autodiff_gradients(
-    inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any, *, create_graph: bool
-) -> list[Any]:
-    """Autodiff of :func:`labelsmooth.cross_entropy` with respect to the ``wanted`` inputs.
-
-    Without ``create_graph`` the inputs are detached, so that no graph reaches back into
-    the caller's; with it they are used as they are, so that the gradients can be
-    differentiated again (with respect to every input and to ``grad_output``).
-    """
-    if not any(wanted):
-        return [None] * len(wanted)
-    if not create_graph:
-        inputs = [_detached(value, need) for value, need in zip(inputs, wanted)]
-    chosen = [value for value, need in zip(inputs, wanted) if need]
-    with torch.enable_grad():
-        loss = _plain_loss(inputs, options)
-        if loss.requires_grad:
-            grads = iter(
-                torch.autograd.grad(loss, chosen, grad_output, create_graph=create_graph, materialize_grads=True)
-            )
-        else:
-            # No wanted input reaches the loss (a prior with epsilon = 0): zero gradients.
-            grads = iter([torch.zeros_like(value) for value in chosen])
-    return [next(grads) if need else None for need in wanted]
-
-
-def _detached(value: Any, need: bool) -> Any:
-    if not isinstance(value, torch.Tensor):
-        return value
-    return value.detach().requires_grad_() if need else value.detach()
-
-
-def _differentiable_gradients(inputs: list[Any], options: dict[str, Any], wanted: Any, grad_output: Any) -> list[Any]:
-    """Every wanted gradient as a graph over the inputs and ``grad_output`` (``create_graph=True``).
-
-    The logits' gradient is the analytic ``row_scale * (T p - c)`` recomputed by
-    :func:`labelsmooth.cross_entropy_grad` on the saved inputs: its derivative is the
-    exact Hessian ``row_scale * T * (diag(p) - p p^T)``. The other inputs' gradients come
-    from autodiff of the loss, as a graph too.
-    """
-    grads = _autodiff_gradients(inputs, options, (False, *wanted[1:]), grad_output, create_graph=True)
-    if wanted[0]:
-        logits, targets, epsilon, prior, weight, where = inputs
-        with torch.enable_grad():
-            # Differentiating the analytic gradient needs only first derivatives of the
-            # max-shifted softmax (autodiff of the loss would need its second ones).
-            grad = _losses.cross_entropy_grad(
-                logits, targets, epsilon=epsilon, prior=prior, weight=weight, where=where, **options
-            )
-            grads[0] = grad * _on_class_axis(grad_output, logits, options)
-    return grads
 
 
 @with_options(namespace=False)
@@ -208,13 +85,7 @@ def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    values = complete_options(options, namespace=False)
-    return _AnalyticCrossEntropy.apply(
-        logits,
-        targets,
-        as_python_scalar(values["epsilon"]),
-        *(values[name] for name in ("prior", "weight", "where", "axis", "ignore_index", "reduction")),
-    )
+    return _torch_autograd.cross_entropy(logits, targets, complete_options(options, namespace=False))
 
 
 class CrossEntropyLoss(nn.Module):

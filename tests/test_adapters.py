@@ -306,7 +306,8 @@ class TestTorch:
         adapter = saved_elements(lambda z, y: self.ltorch.cross_entropy(z, y, epsilon=EPSILON))
         assert adapter == 2 * N * K + N
         assert adapter <= saved_elements(native)
-        assert saved_elements(lambda z, y: ls.cross_entropy(z, y, epsilon=EPSILON)) > adapter
+        # The plain function on tensors that require grad is the same autograd function.
+        assert saved_elements(lambda z, y: ls.cross_entropy(z, y, epsilon=EPSILON)) == adapter
 
     # ---- the nn.Module
 

@@ -2,8 +2,9 @@
 
 The layers, from the bottom: backend facts and argument checks; the numerical core; the
 kernel interface and the array-API kernel; the backend kernels; the loss assembled around
-a kernel, and problem preparation; the public functions; the framework adapters and the command line. A module may import
-from its own layer or below, and the graph of imports has no cycle.
+a kernel, and problem preparation; PyTorch's autograd of the losses; the public functions;
+the framework adapters and the command line. A module may import from its own layer or
+below, and the graph of imports has no cycle.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ LAYERS = [
     {"_kernel"},
     {"_numpy_fast", "_jax_fast", "_torch_fast"},
     {"_assembly", "_problem"},
+    {"_torch_autograd"},
     {"_losses", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
     {"__init__"},
     {"torch", "jax", "__main__"},
