@@ -14,6 +14,7 @@ from ._backend import (
     device_of,
     namespace_of,
     values_checkable,
+    wants_torch_autograd,
 )
 from ._validation import (
     check_broadcastable,
@@ -256,8 +257,20 @@ def binary_cross_entropy(
     reduction: str = "mean",
     xp: Any = None,
 ) -> Any:
+    if wants_torch_autograd(logits, (targets, epsilon, weight)):
+        from . import _torch_autograd
+
+        options = {"epsilon": epsilon, "weight": weight, "reduction": reduction, "xp": xp}
+        return _torch_autograd.loss(logits, targets, options, _evaluation, ("epsilon", "weight"), per_row=False)
     problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
     return _reduce(problem, _elementwise_loss(problem, _decay(problem)))
+
+
+def _evaluation(logits: Any, targets: Any, options: dict[str, Any], with_grad: bool) -> tuple[Any, Any]:
+    problem = _prepare(logits, targets, **options)
+    decay = _decay(problem)
+    loss = _reduce(problem, _elementwise_loss(problem, decay))
+    return loss, _elementwise_gradient(problem, decay, _gradient_scale(problem)) if with_grad else None
 
 
 def binary_cross_entropy_grad(

@@ -6,10 +6,10 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._assembly import dense_coefficients, mask_rows, reduce
-from ._backend import device_of
+from ._assembly import dense_coefficients, mask_rows, reduce, solve
+from ._backend import device_of, wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
-from ._problem import LossOptions, Problem, prepare, with_options
+from ._problem import LossOptions, Problem, complete_options, prepare, with_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -118,8 +118,20 @@ def _per_sample(problem: Problem) -> Any:
 
 @with_options()
 def kl_divergence(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+    if wants_torch_autograd(logits, (targets, *options.values())):
+        from . import _torch_autograd
+
+        values = complete_options(options)
+        return _torch_autograd.loss(logits, targets, values, _evaluation, _torch_autograd.INPUTS, per_row=True)
     problem = prepare(logits, targets, **options)
     return reduce(problem, _per_sample(problem))
+
+
+def _evaluation(logits: Any, targets: Any, options: dict[str, Any], with_grad: bool) -> tuple[Any, Any]:
+    """The divergence and, with ``with_grad``, its gradient: the cross-entropy's (``H(q')`` has none)."""
+    problem = prepare(logits, targets, **options)
+    divergence = reduce(problem, _per_sample(problem))
+    return divergence, solve(problem, with_grad=True)[1] if with_grad else None
 
 
 kl_divergence.__doc__ = loss_doc(

@@ -31,9 +31,18 @@ from ._backend import torch_autocast_enabled
 from ._problem import complete_options, prepare
 from ._validation import as_python_scalar
 
-__all__ = ["AnalyticLoss", "LossSpec", "apply", "autocast_inputs", "cross_entropy", "cross_entropy_evaluation"]
+__all__ = [
+    "INPUTS",
+    "AnalyticLoss",
+    "LossSpec",
+    "apply",
+    "autocast_inputs",
+    "cross_entropy",
+    "cross_entropy_evaluation",
+    "loss",
+]
 
-_INPUTS = ("epsilon", "prior", "weight", "where")
+INPUTS = ("epsilon", "prior", "weight", "where")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,15 @@ def apply(logits: Any, targets: Any, options: dict[str, Any], spec: LossSpec) ->
     """``spec``'s loss of tensors, differentiated by its analytic gradient."""
     values = [options[name] for name in spec.names]
     return AnalyticLoss.apply(logits, targets, *values, spec)
+
+
+def loss(
+    logits: Any, targets: Any, options: dict[str, Any], evaluate: Callable, names: tuple[str, ...], *, per_row: bool
+) -> Any:
+    """A loss of tensors given every option: under autocast in float32, differentiated analytically."""
+    logits, targets = autocast_inputs(logits, targets)
+    static = {name: value for name, value in options.items() if name not in names}
+    return apply(logits, targets, options, LossSpec(evaluate, names, static, per_row))
 
 
 def _options(spec: LossSpec, values: list[Any]) -> dict[str, Any]:
@@ -166,10 +184,10 @@ def cross_entropy(logits: Any, targets: Any, options: dict[str, Any]) -> Any:
     values = complete_options(options)
     values["epsilon"] = as_python_scalar(values["epsilon"])
     logits, targets = autocast_inputs(logits, targets)
-    static = {name: value for name, value in values.items() if name not in _INPUTS}
+    static = {name: value for name, value in values.items() if name not in INPUTS}
     if torch.compiler.is_compiling() or logits.device.type == "meta":
-        return _operator_loss(logits, targets, [values[name] for name in _INPUTS], static)
-    return apply(logits, targets, values, LossSpec(cross_entropy_evaluation, _INPUTS, static))
+        return _operator_loss(logits, targets, [values[name] for name in INPUTS], static)
+    return apply(logits, targets, values, LossSpec(cross_entropy_evaluation, INPUTS, static))
 
 
 def autocast_inputs(logits: Any, targets: Any) -> tuple[Any, Any]:
@@ -186,7 +204,7 @@ def autocast_inputs(logits: Any, targets: Any) -> tuple[Any, Any]:
 
 def _operator_loss(logits: Any, targets: Any, arguments: list[Any], static: dict[str, Any]) -> Any:
     epsilon, prior, weight, where = arguments
-    for name, value in zip(_INPUTS, arguments):
+    for name, value in zip(INPUTS, arguments):
         if isinstance(value, torch.Tensor) and value.requires_grad and name != "where":
             msg = (
                 f"under torch.compile the smoothed cross-entropy is differentiated with respect to the logits "
