@@ -49,6 +49,7 @@ class Task:
     true_coef: Any  # c (float or acc column), or None (dense targets)
     zero_rows: Any  # bool batch + (1,) or None
     nan_rows: Any  # bool batch + (1,) or None
+    threads: int | None = None  # the caller's thread limit, for kernels that use threads
 
 
 @dataclass

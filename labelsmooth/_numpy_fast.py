@@ -15,13 +15,15 @@ edge case gives its result.
 
 Blocks are shared between threads when the problem is large (NumPy releases the GIL inside
 its loops); ``LABELSMOOTH_NUM_THREADS`` caps their number (default: the usable cores, at
-most 8).
+most 8), and so do the caller's own limits (``torch.get_num_threads()`` for tensors, the
+limits set with threadpoolctl).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from dataclasses import dataclass, replace
 from typing import Any
@@ -52,18 +54,31 @@ _PAIRWISE_MIN_CLASSES = 1024
 _SHORT_ROW = 32
 
 
-def _usable_threads() -> int:
+def _usable_threads(caller_limit: int | None) -> int:
+    """Threads for one problem: ``LABELSMOOTH_NUM_THREADS``, else the usable cores (at most 8).
+
+    Never more than the caller's own limit: ``caller_limit`` (``torch.get_num_threads()``
+    for tensors) and the limits set with threadpoolctl, so that a job that pinned its
+    threads is not oversubscribed.
+    """
     setting = os.environ.get("LABELSMOOTH_NUM_THREADS")
     if setting:
         try:
-            return max(1, int(setting))
+            threads = max(1, int(setting))
         except ValueError:
-            return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+            threads = 1
+    else:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:
+            cores = os.cpu_count() or 1
+        threads = max(1, min(cores, 8))
+    limits = [] if caller_limit is None else [caller_limit]
+    threadpoolctl = sys.modules.get("threadpoolctl")
+    if threadpoolctl is not None:
+        # Only a caller that imported threadpoolctl can have set limits with it.
+        limits += [pool["num_threads"] for pool in threadpoolctl.threadpool_info()]
+    return max(1, min([threads, *limits]))
 
 
 def _single_row(prior: Any, shape: tuple[int, ...]) -> Any:
@@ -360,7 +375,7 @@ def _run(plan: _Plan, tasks: list, grad_rows: Any) -> None:
     if len(tasks) < 2 or plan.num_rows * plan.num_classes < _PARALLEL_MIN_ELEMENTS:
         _run_blocks(plan, tasks, grad_rows)
         return
-    threads = min(_usable_threads(), len(tasks))
+    threads = min(_usable_threads(plan.task.threads), len(tasks))
     if threads <= 1:
         _run_blocks(plan, tasks, grad_rows)
         return

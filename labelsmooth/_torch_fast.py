@@ -56,7 +56,8 @@ def _numpy_task(task: Any) -> Any:
     for name in _ARRAY_FIELDS:
         value = getattr(task, name)
         views[name] = value.detach().numpy() if isinstance(value, torch.Tensor) else value
-    return replace(task, xp=np_namespace, acc=np.float64, **views)
+    threads = sys.modules["torch"].get_num_threads()
+    return replace(task, xp=np_namespace, acc=np.float64, threads=threads, **views)
 
 
 def run(task: Any) -> _kernel.RowStatistics:

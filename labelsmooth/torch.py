@@ -1,14 +1,15 @@
 """PyTorch training adapter: smoothed cross-entropy whose backward is the analytic gradient.
 
-:func:`cross_entropy` is a :class:`torch.autograd.Function`: the forward pass computes the
-loss and the gradient ``p - q'`` together (:func:`labelsmooth.cross_entropy_with_grad`,
-one softmax) and saves that gradient; the backward pass multiplies it by the incoming
-gradient. A backward pass that builds a graph (``create_graph=True``: gradient penalties,
-Hessian-vector products) recomputes the gradient as a differentiable expression of the
-inputs instead, so second derivatives are exact; the inputs are saved for it.
-:class:`CrossEntropyLoss` is a drop-in replacement for :class:`torch.nn.CrossEntropyLoss`
-(same arguments, same defaults, same values) with the extra options of
-:func:`labelsmooth.cross_entropy` (``prior``, per-sample ``epsilon``, ``where``).
+:func:`cross_entropy` and :class:`CrossEntropyLoss` are drop-in replacements for
+:func:`torch.nn.functional.cross_entropy` and :class:`torch.nn.CrossEntropyLoss` (same
+arguments in the same order, same defaults, same values) with the extra options of
+:func:`labelsmooth.cross_entropy` (``prior``, per-sample ``epsilon``, ``where``). The
+forward pass computes the loss and the gradient ``p - q'`` together (one kernel) and saves
+that gradient; the backward pass multiplies it by the incoming gradient. A backward pass
+that builds a graph (``create_graph=True``: gradient penalties, Hessian-vector products)
+recomputes the gradient as a differentiable expression of the inputs instead, so second
+derivatives are exact. The plain :func:`labelsmooth.cross_entropy` on tensors that
+require grad uses the same autograd function, with labelsmooth's defaults (``axis=-1``).
 
 This module imports PyTorch; ``import labelsmooth`` does not import it.
 """
@@ -21,7 +22,6 @@ import torch
 from torch import nn
 
 from . import _torch_autograd
-from ._problem import AdapterOptions, complete_options, with_options
 from ._validation import (
     as_python_scalar,
     check_epsilon,
@@ -31,14 +31,27 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    pass
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
 
-@with_options(namespace=False)
-def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions]) -> Any:
-    r"""Smoothed cross-entropy whose backward pass is the analytic ``p - q'``.
+def cross_entropy(
+    input: Any,
+    target: Any,
+    weight: Any = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+    label_smoothing: Any = 0.0,
+    *,
+    epsilon: Any = None,
+    prior: Any = None,
+    where: Any = None,
+    axis: int | None = None,
+) -> Any:
+    r"""Drop-in :func:`torch.nn.functional.cross_entropy` whose backward pass is the analytic ``p - q'``.
 
     .. math::
 
@@ -47,29 +60,45 @@ def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions
         q' = (1 - \varepsilon)\, q + \varepsilon\, u
 
     (Szegedy et al. 2016, "Rethinking the Inception Architecture for Computer Vision",
-    section 7). Values, options (``axis=-1`` by default, as everywhere in labelsmooth)
-    and validation are those of :func:`labelsmooth.cross_entropy`; ``ignore_index`` needs
-    integer targets (``ValueError`` otherwise). The gradient with respect to ``logits``
-    is computed with the loss and saved (one tensor of the logits' shape, besides the
-    inputs); the backward pass multiplies it by the incoming gradient, per sample for
-    ``reduction="none"``. Probability targets and tensor ``epsilon`` / ``prior`` /
-    ``weight`` that require grad are differentiated by autodiff of
-    :func:`labelsmooth.cross_entropy`.
+    section 7). Same positional arguments, defaults and values as PyTorch's function:
+    the class axis is 1 (0 for a 1-D input), ``ignore_index=-100``, ``reduction="mean"``
+    dividing by the summed weights of the counted samples; the legacy ``size_average`` and
+    ``reduce`` are read as PyTorch reads them. With probability targets a negative
+    ``ignore_index`` (the default) has no effect and a non-negative one is a
+    ``ValueError`` (PyTorch raises ``RuntimeError``). ``label_smoothing`` and ``epsilon``
+    name the same option (give one). Extra options: ``prior`` (None: uniform;
+    ``"others"``; or a class prior), a per-sample ``epsilon`` tensor, a ``where`` mask of
+    allowed classes and ``axis``; validation is that of :func:`labelsmooth.cross_entropy`.
 
-    Under ``create_graph=True`` (gradient penalties, Hessian-vector products) the
-    backward pass recomputes the gradients as differentiable expressions of the inputs
-    and of the incoming gradient, so second derivatives are exact: with respect to the
-    logits, ``row_scale * T * (diag(p) - p p^T)`` per sample.
+    The gradient with respect to ``input`` is computed with the loss and saved (one tensor
+    of the logits' shape, besides references to the inputs); the backward pass multiplies
+    it by the incoming gradient, per sample for ``reduction="none"``. Probability targets
+    and tensor ``epsilon`` / ``prior`` / ``weight`` that require grad are differentiated by
+    autodiff of the loss. Under ``create_graph=True`` (gradient penalties, Hessian-vector
+    products) the backward pass recomputes the gradients as differentiable expressions of
+    the inputs, so second derivatives are exact: with respect to the logits,
+    ``row_scale * T * (diag(p) - p p^T)`` per sample. Under ``torch.compile`` the loss is
+    a custom operator (first derivatives with respect to ``input``); under
+    ``torch.autocast`` it is computed and returned in float32, as PyTorch's is.
 
     Parameters
     ----------
-    logits : torch.Tensor of real floating dtype
-    targets : torch.Tensor
-        Integer labels (``logits``' shape without ``axis``) or probability rows.
-    epsilon : float or torch.Tensor, default 0.0
-        As in :func:`labelsmooth.cross_entropy`; NumPy scalars are read as Python floats.
-    prior, axis, weight, ignore_index, where, reduction
-        As in :func:`labelsmooth.cross_entropy`.
+    input : torch.Tensor of real floating dtype
+        Logits, classes along ``axis``.
+    target : torch.Tensor
+        Integer labels (``input``'s shape without ``axis``) or probability rows.
+    weight : torch.Tensor of shape (C,), optional
+    size_average, reduce : bool, optional
+        Deprecated in PyTorch; when given they set ``reduction`` as there.
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing, epsilon : float or torch.Tensor, default 0.0
+        NumPy scalars are read as Python floats; a tensor ``epsilon`` broadcastable to the
+        batch shape gives per-sample smoothing.
+    prior : None, "others" or torch.Tensor, default None
+    where : torch.Tensor of bool, optional
+    axis : int, optional
+        The class axis; default 1 (0 for a 1-D input).
 
     Returns
     -------
@@ -81,11 +110,41 @@ def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions
     >>> import torch
     >>> from labelsmooth.torch import cross_entropy
     >>> z = torch.zeros(1, 2, requires_grad=True)
-    >>> cross_entropy(z, torch.tensor([0]), epsilon=0.2).backward()
+    >>> cross_entropy(z, torch.tensor([0]), label_smoothing=0.2).backward()
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    return _torch_autograd.cross_entropy(logits, targets, complete_options(options, namespace=False))
+    options = {
+        "epsilon": _one_smoothing(label_smoothing, epsilon),
+        "prior": prior,
+        "weight": weight,
+        "where": where,
+        "axis": (0 if input.ndim == 1 else 1) if axis is None else axis,
+        "ignore_index": _ignore_index_for(target, ignore_index),
+        "reduction": _legacy_reduction(size_average, reduce, reduction),
+    }
+    return _torch_autograd.cross_entropy(input, target, options)
+
+
+def _one_smoothing(label_smoothing: Any, epsilon: Any) -> Any:
+    """The smoothing of ``label_smoothing`` or ``epsilon``, which name the same option."""
+    label_smoothing, epsilon = as_python_scalar(label_smoothing), as_python_scalar(epsilon)
+    if epsilon is None:
+        return label_smoothing
+    if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
+        msg = (
+            f"give label_smoothing or epsilon, not both (they name the same option), "
+            f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}"
+        )
+        raise ValueError(msg)
+    return epsilon
+
+
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """PyTorch's reading of the deprecated ``size_average`` and ``reduce`` (with its warning)."""
+    if size_average is None and reduce is None:
+        return reduction
+    return torch.nn._reduction.legacy_get_string(size_average, reduce)
 
 
 class CrossEntropyLoss(nn.Module):
@@ -94,8 +153,9 @@ class CrossEntropyLoss(nn.Module):
     .. math:: \ell = -\sum_k w_k\, q'_k \log p_k, \qquad
               q' = (1 - \varepsilon)\, q + \varepsilon\, u
 
-    Same positional arguments, defaults and values as ``torch.nn.CrossEntropyLoss``:
-    class axis 1 (``(N, C, d1, ...)``; a 1-D input is one sample), ``ignore_index=-100``,
+    Same positional arguments (``weight, size_average, ignore_index, reduce, reduction,
+    label_smoothing``), defaults and values as ``torch.nn.CrossEntropyLoss``: class axis 1
+    (``(N, C, d1, ...)``; a 1-D input is one sample), ``ignore_index=-100``,
     ``reduction="mean"`` dividing by the summed weights of the counted samples. With
     probability targets, as in PyTorch, a negative ``ignore_index`` (the default) has no
     effect and a non-negative one is an error (``ValueError``; PyTorch raises
@@ -109,10 +169,13 @@ class CrossEntropyLoss(nn.Module):
     ----------
     weight : torch.Tensor of shape (C,), optional
         Per-class weights (a buffer: it follows ``.to(device)``).
+    size_average, reduce : bool, optional
+        Deprecated in PyTorch; when given they set ``reduction`` as there.
     ignore_index : int, default -100
     reduction : {"mean", "sum", "none"}, default "mean"
     label_smoothing : float, default 0.0
-        NumPy scalars are read as Python floats.
+        NumPy scalars are read as Python floats. An attribute too: assigning
+        ``loss.label_smoothing = 0.05`` changes it (to anneal it between steps).
     epsilon : float or torch.Tensor, optional
         Alias of ``label_smoothing``; a tensor broadcastable to the batch shape gives
         per-sample smoothing.
@@ -133,9 +196,11 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         weight: Any = None,
+        size_average: Any = None,
         ignore_index: int = -100,
+        reduce: Any = None,
         reduction: str = "mean",
-        label_smoothing: float = 0.0,
+        label_smoothing: Any = 0.0,
         *,
         epsilon: Any = None,
         prior: Any = None,
@@ -143,33 +208,35 @@ class CrossEntropyLoss(nn.Module):
         axis: int = 1,
     ) -> None:
         super().__init__()
-        label_smoothing, epsilon = as_python_scalar(label_smoothing), as_python_scalar(epsilon)
-        if epsilon is not None and not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0.0):
-            msg = (
-                f"give label_smoothing or epsilon, not both (they name the same option), "
-                f"got label_smoothing={label_smoothing!r} and epsilon={epsilon!r}"
-            )
-            raise ValueError(msg)
-        epsilon = label_smoothing if epsilon is None else epsilon
         self.ignore_index = ignore_index
-        self.reduction = reduction
+        self.reduction = _legacy_reduction(size_average, reduce, reduction)
         self.axis = axis
-        tensors = {"weight": weight, "epsilon": epsilon, "prior": prior, "where": where}
-        for name, value in tensors.items():
+        for name, value in {"weight": weight, "prior": prior, "where": where}.items():
             if isinstance(value, torch.Tensor):
                 self.register_buffer(name, value)
             else:
                 setattr(self, name, value)
+        self.label_smoothing = _one_smoothing(label_smoothing, epsilon)
         # Static options are checked now rather than at the first batch.
-        check_reduction(reduction)
+        check_reduction(self.reduction)
         check_prior_kind(prior)
         check_ignore_index(ignore_index)
-        if not isinstance(epsilon, torch.Tensor):
-            check_epsilon(epsilon, None, ())
 
     @property
     def label_smoothing(self) -> Any:
+        """The smoothing ``epsilon``; assign it to change it (to anneal it, for instance)."""
         return self.epsilon
+
+    @label_smoothing.setter
+    def label_smoothing(self, value: Any) -> None:
+        value = as_python_scalar(value)
+        if isinstance(value, torch.Tensor):
+            # A per-sample tensor is a buffer, so that it follows .to(device).
+            self.register_buffer("epsilon", value)
+            return
+        check_epsilon(value, None, ())
+        self._buffers.pop("epsilon", None)
+        self.epsilon = value
 
     def extra_repr(self) -> str:
         prior = self.prior if isinstance(self.prior, (str, type(None))) else "tensor"
@@ -180,17 +247,16 @@ class CrossEntropyLoss(nn.Module):
 
     def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:
         """Loss of ``input`` (logits) against ``target`` (class indices or probabilities)."""
-        axis = 0 if input.ndim == 1 else self.axis
         return cross_entropy(
             input,
             target,
+            self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
             epsilon=self.epsilon,
             prior=self.prior,
-            axis=axis,
-            weight=self.weight,
-            ignore_index=_ignore_index_for(target, self.ignore_index),
             where=self.where if where is None else where,
-            reduction=self.reduction,
+            axis=0 if input.ndim == 1 else self.axis,
         )
 
 

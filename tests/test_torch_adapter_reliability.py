@@ -415,12 +415,14 @@ def test_module_ignore_index_with_probability_targets_mirrors_torch(ignore_index
     close(ours(case["z"], labels), theirs(case["z"], labels), rtol=1e-13)
 
 
-def test_function_ignore_index_needs_integer_targets() -> None:
-    """The function keeps :func:`labelsmooth.cross_entropy`'s rule: no ignore_index with probabilities."""
+def test_function_ignore_index_with_probabilities_as_pytorch() -> None:
+    """As F.cross_entropy: a negative ignore_index has no effect on probabilities, another one is refused."""
     case = make_case("probs")
-    for ignore_index in (-100, 0):
-        with pytest.raises(ValueError, match="ignore_index"):
-            ltorch.cross_entropy(case["z"], case["targets"], ignore_index=ignore_index)
+    expected = torch.nn.functional.cross_entropy(case["z"], case["targets"], ignore_index=-100, label_smoothing=0.1)
+    got = ltorch.cross_entropy(case["z"], case["targets"], ignore_index=-100, label_smoothing=0.1)
+    close(got, expected, rtol=1e-13)
+    with pytest.raises(ValueError, match="ignore_index"):
+        ltorch.cross_entropy(case["z"], case["targets"], ignore_index=0)
 
 
 def test_float32_gradient_penalty_equals_torch() -> None:
