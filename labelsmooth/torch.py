@@ -232,6 +232,7 @@ class CrossEntropyLoss(nn.Module):
         value = as_python_scalar(value)
         if isinstance(value, torch.Tensor):
             # A per-sample tensor is a buffer, so that it follows .to(device).
+            self.__dict__.pop("epsilon", None)
             self.register_buffer("epsilon", value)
             return
         check_epsilon(value, None, ())
