@@ -79,6 +79,12 @@ def wants_torch_autograd(logits: Any, others: Any) -> bool:
     return logits.requires_grad or any(isinstance(v, torch.Tensor) and v.requires_grad for v in others)
 
 
+def is_jax_tracer(x: Any) -> bool:
+    """Whether ``x`` is a JAX tracer (under ``jax.jit``, ``jax.grad``, ``jax.vmap``...)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
+
+
 def torch_autocast_enabled(tensor: Any) -> bool:
     """Whether ``torch.autocast`` is on for the tensor's device (False for devices it has not)."""
     try:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from array_api_compat import is_array_api_obj
+
 from ._assembly import solve
-from ._backend import wants_torch_autograd
+from ._backend import is_jax_tracer, is_numpy_scalar, wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
-from ._problem import LossOptions, prepare, with_options
+from ._problem import LossOptions, complete_options, prepare, with_options
+from ._validation import as_python_scalar
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -23,7 +26,28 @@ def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) 
         from . import _torch_autograd
 
         return _torch_autograd.cross_entropy(logits, targets, dict(options))
+    if is_jax_tracer(logits) and is_array_api_obj(targets):
+        split = _array_and_static_options(options)
+        if split is not None:
+            # The analytic gradient as the JVP, instead of autodiff through the kernel.
+            from . import _jax_autodiff
+
+            return _jax_autodiff.cross_entropy(logits, targets, *split)
     return solve(prepare(logits, targets, **options), with_grad=False)[0]
+
+
+def _array_and_static_options(options: Any) -> tuple[dict, dict] | None:
+    """The array options and the others (hashable), or None when some other is not hashable."""
+    values = complete_options(options)
+    arrays = {name: value for name, value in values.items() if is_array_api_obj(value) and not is_numpy_scalar(value)}
+    static = {name: value for name, value in values.items() if name not in arrays}
+    if "epsilon" in static:
+        static["epsilon"] = as_python_scalar(static["epsilon"])
+    try:
+        hash(tuple(static.values()))
+    except TypeError:
+        return None  # refused with its own message by the plain evaluation
+    return arrays, static
 
 
 @with_options()

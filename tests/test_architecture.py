@@ -2,7 +2,7 @@
 
 The layers, from the bottom: backend facts and argument checks; the numerical core; the
 kernel interface and the array-API kernel; the backend kernels; the loss assembled around
-a kernel, and problem preparation; PyTorch's autograd of the losses; the public functions;
+a kernel, and problem preparation; PyTorch's and JAX's autodiff of the losses; the public functions;
 the framework adapters and the command line. A module may import from its own layer or
 below, and the graph of imports has no cycle.
 """
@@ -22,7 +22,7 @@ LAYERS = [
     {"_kernel"},
     {"_numpy_fast", "_jax_fast", "_torch_fast"},
     {"_assembly", "_problem"},
-    {"_torch_autograd"},
+    {"_torch_autograd", "_jax_autodiff"},
     {"_losses", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
     {"__init__"},
     {"torch", "jax", "__main__"},
