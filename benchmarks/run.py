@@ -7,6 +7,9 @@ chosen shapes, ``--repeat 7`` for more rounds). For every shape (float32 logits,
 - ``labelsmooth numpy``: ``cross_entropy`` / ``cross_entropy_with_grad`` on NumPy arrays;
 - ``labelsmooth jax``: the same calls under ``jax.jit``;
 - ``labelsmooth torch``: the same calls on torch tensors;
+- ``ls torch autograd`` / ``labelsmooth.torch adapter``: forward + backward of
+  ``ls.cross_entropy`` and ``labelsmooth.torch.cross_entropy`` on a tensor that requires grad;
+- ``ls jax value_and_grad``: ``jax.jit(jax.value_and_grad(ls.cross_entropy))``, as JAX users train;
 - ``torch F.cross_entropy``: ``F.cross_entropy(z, y, label_smoothing=0.1)``, forward and
   forward + backward (``torch.set_num_threads(2)``);
 - ``optax``: ``softmax_cross_entropy(z, smooth_labels(one_hot(y), 0.1)).mean()`` and its
@@ -19,7 +22,8 @@ chosen shapes, ``--repeat 7`` for more rounds). For every shape (float32 logits,
 Methods are timed in interleaved rounds (every method once per round, after one warm-up call
 that also compiles the jitted ones), so that a busy machine slows them alike; the table gives
 the median of the rounds (methods slower than 1.5 s per call: of three calls). Then the
-ratios that matter, and the peak memory that the NumPy path allocates (``tracemalloc``), relative to the logits' size.
+ratios that matter, the peak memory that the NumPy path allocates (``tracemalloc``) and the
+bytes torch saves for backward, relative to the logits' size.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import labelsmooth as ls
 
 EPSILON = 0.1
-SHAPES = ((256, 10), (65536, 1000), (4096, 32000), (1024, 128000))
-QUICK_SHAPES = ((256, 10), (16384, 1000), (1024, 32000))
+SHAPES = ((256, 10), (1024, 100), (65536, 1000), (4096, 32000), (1024, 128000))
+QUICK_SHAPES = ((256, 10), (1024, 100), (16384, 1000), (1024, 32000))
 TORCH_THREADS = 2
 SLOW = 1.5
 
@@ -105,11 +109,14 @@ def jax_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Calla
     zj, yj = jnp.asarray(z), jnp.asarray(y)
     ls_loss = jax.jit(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON))
     ls_both = jax.jit(lambda a, b: ls.cross_entropy_with_grad(a, b, epsilon=EPSILON))
+    # How a JAX user trains: jit of value_and_grad of the plain function.
+    ls_value_and_grad = jax.jit(jax.value_and_grad(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON)))
     methods = {
         "labelsmooth jax (jit)": (
             lambda: ls_loss(zj, yj).block_until_ready(),
             lambda: jax.block_until_ready(ls_both(zj, yj)),
         ),
+        "ls jax value_and_grad": (None, lambda: jax.block_until_ready(ls_value_and_grad(zj, yj))),
     }
     if has("optax"):
         import optax
@@ -138,19 +145,56 @@ def torch_methods(z: np.ndarray, y: np.ndarray) -> dict[str, tuple[Callable, Cal
         with torch.no_grad():
             return F.cross_entropy(zt, yt, label_smoothing=EPSILON)
 
-    def native_backward() -> Any:
-        leaf = zt.detach().requires_grad_(True)
-        loss = F.cross_entropy(leaf, yt, label_smoothing=EPSILON)
-        loss.backward()
-        return loss, leaf.grad
+    def backward(loss_fn: Callable) -> Callable:
+        def run() -> Any:
+            leaf = zt.detach().requires_grad_(True)
+            loss = loss_fn(leaf, yt)
+            loss.backward()
+            return loss, leaf.grad
+
+        return run
+
+    import labelsmooth.torch as ltorch
 
     return {
         "labelsmooth torch": (
             lambda: ls.cross_entropy(zt, yt, epsilon=EPSILON),
             lambda: ls.cross_entropy_with_grad(zt, yt, epsilon=EPSILON),
         ),
-        "torch F.cross_entropy": (native_forward, native_backward),
+        "ls torch autograd": (None, backward(lambda a, b: ls.cross_entropy(a, b, epsilon=EPSILON))),
+        "labelsmooth.torch adapter": (None, backward(lambda a, b: ltorch.cross_entropy(a, b, label_smoothing=EPSILON))),
+        "torch F.cross_entropy": (
+            native_forward,
+            backward(lambda a, b: F.cross_entropy(a, b, label_smoothing=EPSILON)),
+        ),
     }
+
+
+def saved_for_backward(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Bytes autograd saves for the backward pass, relative to the logits' size."""
+    import torch
+    import torch.nn.functional as F
+
+    import labelsmooth.torch as ltorch
+
+    zt, yt = torch.from_numpy(z), torch.from_numpy(y)
+    losses = {
+        "torch F.cross_entropy": lambda a: F.cross_entropy(a, yt, label_smoothing=EPSILON),
+        "ls torch autograd": lambda a: ls.cross_entropy(a, yt, epsilon=EPSILON),
+        "labelsmooth.torch adapter": lambda a: ltorch.cross_entropy(a, yt, label_smoothing=EPSILON),
+    }
+    result = {}
+    for name, loss_fn in losses.items():
+        sizes: list[int] = []
+
+        def pack(tensor: Any, sizes: list[int] = sizes) -> Any:
+            sizes.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            loss_fn(zt.detach().requires_grad_(True))
+        result[name] = sum(sizes) / z.nbytes
+    return result
 
 
 def time_methods(methods: dict[str, Callable], repeat: int) -> dict[str, float]:
@@ -232,7 +276,8 @@ def run_shape(rows: int, classes: int, repeat: int, frameworks: set[str]) -> dic
         "loss": peak_memory(lambda: ls.cross_entropy(z, y, epsilon=EPSILON)) / z.nbytes,
         "both": peak_memory(lambda: ls.cross_entropy_with_grad(z, y, epsilon=EPSILON)) / z.nbytes,
     }
-    return {"table": table, "memory": memory, "nbytes": z.nbytes}
+    saved = saved_for_backward(z, y) if "torch" in frameworks else {}
+    return {"table": table, "memory": memory, "saved": saved, "nbytes": z.nbytes}
 
 
 def print_shape(rows: int, classes: int, result: dict[str, Any]) -> None:
@@ -260,12 +305,18 @@ def print_shape(rows: int, classes: int, result: dict[str, Any]) -> None:
         ("jax (jit) loss+grad / optax value_and_grad", ratio(both("labelsmooth jax (jit)"), both("optax (jit)"))),
         ("jax (jit) loss / optax loss", ratio(loss("labelsmooth jax (jit)"), loss("optax (jit)"))),
         ("torch loss+grad / torch fwd+bwd", ratio(both("labelsmooth torch"), both("torch F.cross_entropy"))),
+        ("torch plain autograd fwd+bwd / native", ratio(both("ls torch autograd"), both("torch F.cross_entropy"))),
+        ("torch adapter fwd+bwd / native", ratio(both("labelsmooth.torch adapter"), both("torch F.cross_entropy"))),
+        ("jax jit(value_and_grad) / optax", ratio(both("ls jax value_and_grad"), both("optax (jit)"))),
         ("torch loss / torch forward", ratio(loss("labelsmooth torch"), loss("torch F.cross_entropy"))),
     ]
     for text, value in lines:
         print(f"- {text}: {value}")
     memory = result["memory"]
     print(f"- numpy peak allocation / logits nbytes: loss {memory['loss']:.3f}, loss+grad {memory['both']:.3f}")
+    if result["saved"]:
+        saved = ", ".join(f"{name} {value:.3f}" for name, value in result["saved"].items())
+        print(f"- torch saved for backward / logits nbytes: {saved}")
 
 
 def main(argv: list[str] | None = None) -> int:
