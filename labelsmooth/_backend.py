@@ -48,7 +48,7 @@ _FAST_PATHS = contextvars.ContextVar("labelsmooth_fast_paths", default=True)
 def fast_paths(enabled: bool) -> Iterator[None]:
     """Within this context (of this thread or task only), allow the backend fast paths or not.
 
-    With ``enabled=False`` every problem is evaluated by the generic array-API path, which
+    With ``enabled=False`` every problem is run by the array-API kernel, which
     the tests compare the fast paths with.
     """
     token = _FAST_PATHS.set(bool(enabled))

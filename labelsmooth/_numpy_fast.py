@@ -146,7 +146,7 @@ def supports(task: Any) -> bool:
     rows_per_segment = 1
     for size in z.shape[lead:-1]:
         rows_per_segment *= size
-    # Segments of a few rows each would cost more in Python than the generic kernel.
+    # Segments of a few rows each would cost more in Python than the array-API kernel.
     return lead == 0 or rows_per_segment >= 16
 
 
@@ -227,7 +227,7 @@ def _rows_of(value: Any, start: int, stop: int, column: bool = False) -> Any:
     return value
 
 
-def _generic_block(plan: _Plan, z_block: Any, profile_block: Any, grad_block: Any, start: int, stop: int) -> None:
+def _array_api_block(plan: _Plan, z_block: Any, profile_block: Any, grad_block: Any, start: int, stop: int) -> None:
     """Rows ``start:stop`` by the array-API kernel (same formulas, every edge case)."""
     task = plan.task
     sub = replace(
@@ -257,11 +257,11 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     top = np.argmax(z_block, axis=1)
     shift = z_block[rows, top]
     if not np.isfinite(shift).all():
-        _generic_block(plan, z_block, None, grad_block, start, stop)
+        _array_api_block(plan, z_block, None, grad_block, start, stop)
         return
     work = ws.scratch[:b] if grad_block is None else grad_block
     flat = work.reshape(-1)
-    # work = z - m <= 0 (rounded as in the generic path), the exact 0 at the row maximum.
+    # work = z - m <= 0 (rounded as in the array-API kernel), the exact 0 at the row maximum.
     if b * _SHORT_ROW > work.size and z_block.flags.c_contiguous:
         np.subtract(z_block.reshape(-1), np.repeat(shift, z_block.shape[1]), out=flat)
     else:
@@ -347,7 +347,7 @@ def _run_blocks(plan: _Plan, tasks: list, grad_rows: Any) -> None:
         if plan.labels is not None:
             _label_block(plan, z_block, grad_block, start, stop, ws)
         else:
-            _generic_block(plan, z_block, profile_block, grad_block, start, stop)
+            _array_api_block(plan, z_block, profile_block, grad_block, start, stop)
 
 
 def _blocks(plan: _Plan, z_views: list, profile_views: Any) -> list:
