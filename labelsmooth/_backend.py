@@ -46,10 +46,10 @@ _FAST_PATHS = contextvars.ContextVar("labelsmooth_fast_paths", default=True)
 
 @contextlib.contextmanager
 def fast_paths(enabled: bool) -> Iterator[None]:
-    """Within this context (of this thread or task only), allow the backend fast paths or not.
+    """Within this context (of this thread or task only), allow the backend kernels or not.
 
-    With ``enabled=False`` every problem is run by the array-API kernel, which
-    the tests compare the fast paths with.
+    With ``enabled=False`` every problem is run by the array-API kernel (to compare a
+    backend kernel with it, or to rule one out).
     """
     token = _FAST_PATHS.set(bool(enabled))
     try:
