@@ -208,9 +208,11 @@ def with_options(*, namespace: bool = True) -> Callable[[_Function], _Function]:
     options = [parameter for name, parameter in inspect.signature(prepare).parameters.items() if name in defaults]
 
     def decorate(function: _Function) -> _Function:
-        own = inspect.signature(function)
-        leading = [parameter for parameter in own.parameters.values() if parameter.kind is not parameter.VAR_KEYWORD]
-        function.__signature__ = own.replace(parameters=[*leading, *options])  # type: ignore[attr-defined]
+        own = inspect.signature(function).parameters.values()
+        leading = [parameter for parameter in own if parameter.kind is parameter.POSITIONAL_ONLY]
+        trailing = [parameter for parameter in own if parameter.kind is parameter.KEYWORD_ONLY]
+        signature = inspect.signature(function).replace(parameters=[*leading, *options, *trailing])
+        function.__signature__ = signature  # type: ignore[attr-defined]
         return function
 
     return decorate

@@ -70,16 +70,9 @@ def cross_entropy(
     ``"others"``; or a class prior), a per-sample ``epsilon`` tensor, a ``where`` mask of
     allowed classes and ``axis``; validation is that of :func:`labelsmooth.cross_entropy`.
 
-    The gradient with respect to ``input`` is computed with the loss and saved (one tensor
-    of the logits' shape, besides references to the inputs); the backward pass multiplies
-    it by the incoming gradient, per sample for ``reduction="none"``. Probability targets
-    and tensor ``epsilon`` / ``prior`` / ``weight`` that require grad are differentiated by
-    autodiff of the loss. Under ``create_graph=True`` (gradient penalties, Hessian-vector
-    products) the backward pass recomputes the gradients as differentiable expressions of
-    the inputs, so second derivatives are exact: with respect to the logits,
-    ``row_scale * T * (diag(p) - p p^T)`` per sample. Under ``torch.compile`` the loss is
-    a custom operator (first derivatives with respect to ``input``); under
-    ``torch.autocast`` it is computed and returned in float32, as PyTorch's is.
+    The backward pass is the gradient saved with the loss (exact second derivatives under
+    ``create_graph=True``), as described in this module's introduction; under
+    ``torch.compile`` the loss is a custom operator, under ``torch.autocast`` float32.
 
     Parameters
     ----------

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .._problem import AdapterOptions, complete_options, with_options
 from ._assertions import to_numpy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["reference_cross_entropy", "reference_cross_entropy_grad", "reference_cross_entropy_with_grad"]
 
@@ -438,58 +442,28 @@ _PARAMETERS_DOC = r"""
 """
 
 
+@with_options(namespace=False)
 def reference_cross_entropy_with_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    dps: int = 40,
+    logits: Any, targets: Any, /, *, dps: int = 40, **options: Unpack[AdapterOptions]
 ) -> tuple[np.ndarray, np.ndarray]:
-    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
-    return _solve(logits, targets, options, need_grad=True)  # type: ignore[return-value]
+    settings = _Options(**complete_options(options, namespace=False), dps=dps)
+    return _solve(logits, targets, settings, need_grad=True)  # type: ignore[return-value]
 
 
+@with_options(namespace=False)
 def reference_cross_entropy(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    dps: int = 40,
+    logits: Any, targets: Any, /, *, dps: int = 40, **options: Unpack[AdapterOptions]
 ) -> np.ndarray:
-    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
-    return _solve(logits, targets, options, need_grad=False)[0]
+    settings = _Options(**complete_options(options, namespace=False), dps=dps)
+    return _solve(logits, targets, settings, need_grad=False)[0]
 
 
+@with_options(namespace=False)
 def reference_cross_entropy_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    where: Any = None,
-    reduction: str = "mean",
-    dps: int = 40,
+    logits: Any, targets: Any, /, *, dps: int = 40, **options: Unpack[AdapterOptions]
 ) -> np.ndarray:
-    options = _Options(epsilon, prior, axis, weight, ignore_index, where, reduction, dps)
-    return _solve(logits, targets, options, need_grad=True)[1]  # type: ignore[return-value]
+    settings = _Options(**complete_options(options, namespace=False), dps=dps)
+    return _solve(logits, targets, settings, need_grad=True)[1]  # type: ignore[return-value]
 
 
 reference_cross_entropy.__doc__ = (
