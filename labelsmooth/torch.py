@@ -8,8 +8,11 @@ forward pass computes the loss and the gradient ``p - q'`` together (one kernel)
 that gradient; the backward pass multiplies it by the incoming gradient. A backward pass
 that builds a graph (``create_graph=True``: gradient penalties, Hessian-vector products)
 recomputes the gradient as a differentiable expression of the inputs instead, so second
-derivatives are exact. The plain :func:`labelsmooth.cross_entropy` on tensors that
-require grad uses the same autograd function, with labelsmooth's defaults (``axis=-1``).
+derivatives are exact. Under ``torch.compile`` (``fullgraph=True`` included) and on meta
+tensors the loss is the custom operator ``labelsmooth::cross_entropy``; under
+``torch.autocast`` it is computed and returned in float32, as PyTorch's. The plain
+:func:`labelsmooth.cross_entropy` on tensors that require grad uses the same autograd
+function, with labelsmooth's defaults (``axis=-1``).
 
 This module imports PyTorch; ``import labelsmooth`` does not import it.
 """
@@ -76,8 +79,7 @@ def cross_entropy(
 
     Parameters
     ----------
-    input : torch.Tensor of real floating dtype
-        Logits, classes along ``axis``.
+    input : torch.Tensor of real floating dtype (logits, classes along ``axis``)
     target : torch.Tensor
         Integer labels (``input``'s shape without ``axis``) or probability rows.
     weight : torch.Tensor of shape (C,), optional
