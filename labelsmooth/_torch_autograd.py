@@ -95,14 +95,17 @@ class AnalyticLoss(torch.autograd.Function):
         inputs = [logits, targets, *values]
         ctx.tensor_slots = [isinstance(value, torch.Tensor) for value in inputs]
         ctx.constants = [None if is_tensor else value for value, is_tensor in zip(inputs, ctx.tensor_slots)]
-        ctx.save_for_backward(grad, *[value for value in inputs if isinstance(value, torch.Tensor)])
+        ctx.save_for_backward(*[value for value in inputs if isinstance(value, torch.Tensor)])
+        # Kept on ctx rather than saved, so that the backward pass can hand this very tensor
+        # on as the gradient (scaled in place) instead of allocating another one.
+        ctx.gradient = grad
         ctx.spec = spec
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
-        grad, *saved = ctx.saved_tensors
-        tensors = iter(saved)
+        grad, ctx.gradient = ctx.gradient, None
+        tensors = iter(ctx.saved_tensors)
         inputs = [
             next(tensors) if is_tensor else constant for is_tensor, constant in zip(ctx.tensor_slots, ctx.constants)
         ]
@@ -111,10 +114,20 @@ class AnalyticLoss(torch.autograd.Function):
         if torch.is_grad_enabled():
             grads = _differentiable_gradients(inputs, spec, wanted, grad_output)
         else:
-            logits_grad = None if grad is None else grad * _broadcast_cotangent(grad_output, inputs[0], spec)
+            if grad is None and wanted[0]:
+                # A second backward pass (retain_graph=True): the first one used the gradient.
+                _, grad = _loss(inputs, spec, with_grad=True)
+            logits_grad = None if grad is None else _scaled(grad, _broadcast_cotangent(grad_output, inputs[0], spec))
             others = _autodiff_gradients(inputs, spec, (False, *wanted[1:]), grad_output, create_graph=False)
             grads = [logits_grad, *others[1:]]
         return (*grads, None)
+
+
+def _scaled(grad: Any, cotangent: Any) -> Any:
+    """``grad * cotangent``, written into ``grad`` (which nothing else holds by now)."""
+    if cotangent.device.type == "cpu" and cotangent.numel() == 1 and cotangent.item() == 1.0:
+        return grad  # the usual loss.backward(): nothing to scale
+    return grad.mul_(cotangent)
 
 
 def _broadcast_cotangent(grad_output: Any, logits: Any, spec: LossSpec) -> Any:
