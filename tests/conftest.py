@@ -58,24 +58,37 @@ def _dask_chunks(module: Any, a: np.ndarray) -> Any:
 
 
 class Backend(enum.Enum):
-    """One entry per array library: ``(name, module, eager, make)``; ``Backend("jax")`` works."""
+    """One entry per array library: ``(name, module, eager, make, slow)``; ``Backend("jax")`` works.
 
-    numpy = ("numpy", "numpy", True, _copy)
-    numpy_readonly = ("numpy_readonly", "numpy", True, _read_only)
-    array_api_strict = ("array_api_strict", "array_api_strict", True, _module_asarray)
-    jax = ("jax", "jax.numpy", True, _module_asarray)
-    jax_jit = ("jax_jit", "jax.numpy", False, _module_asarray)  # every call under jax.jit
-    torch = ("torch", "torch", True, _torch_tensor)
-    dask = ("dask", "dask.array", False, _dask_chunks)  # every call builds a graph, never computes
-    cupy = ("cupy", "cupy", True, _module_asarray)
+    ``slow``: the entry's cases are marked ``slow`` (JAX compiles a program for every new
+    shape, and anew for every call under ``jax.jit``), so that ``pytest -m "not slow"``
+    leaves them out.
+    """
 
-    def __new__(cls, name: str, module: str, eager: bool, make: Callable[[Any, np.ndarray], Any]) -> Backend:
+    numpy = ("numpy", "numpy", True, _copy, False)
+    numpy_readonly = ("numpy_readonly", "numpy", True, _read_only, False)
+    array_api_strict = ("array_api_strict", "array_api_strict", True, _module_asarray, False)
+    jax = ("jax", "jax.numpy", True, _module_asarray, True)
+    jax_jit = ("jax_jit", "jax.numpy", False, _module_asarray, True)  # every call under jax.jit
+    torch = ("torch", "torch", True, _torch_tensor, False)
+    dask = ("dask", "dask.array", False, _dask_chunks, False)  # every call builds a graph, never computes
+    cupy = ("cupy", "cupy", True, _module_asarray, False)
+
+    def __new__(
+        cls, name: str, module: str, eager: bool, make: Callable[[Any, np.ndarray], Any], slow: bool
+    ) -> Backend:
         entry = object.__new__(cls)
         entry._value_ = name
         entry.module_name = module
         entry.eager = eager
         entry.make = make
+        entry.slow = slow
         return entry
+
+    @property
+    def param(self) -> Any:
+        """``pytest.param`` of this entry's name, marked ``slow`` where the entry is."""
+        return pytest.param(self.value, id=self.value, marks=[pytest.mark.slow] if self.slow else [])
 
     def __repr__(self) -> str:
         return f"Backend({self.name})"
@@ -151,6 +164,7 @@ class Backend(enum.Enum):
 
 BACKENDS = [b.value for b in Backend]
 EAGER = sorted(b.value for b in Backend if b.eager)
+LAZY = [b.value for b in Backend if not b.eager]
 
 
 def available_backend(name: str) -> Backend:
@@ -161,14 +175,21 @@ def available_backend(name: str) -> Backend:
     return entry
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=[b.param for b in Backend])
 def backend(request: pytest.FixtureRequest) -> Backend:
     return available_backend(request.param)
 
 
-@pytest.fixture(params=EAGER)
+@pytest.fixture(params=[Backend(name).param for name in EAGER])
 def eager_backend(request: pytest.FixtureRequest) -> Backend:
     return available_backend(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of JAX (by its name or parameters) is ``slow``: its compilations dominate."""
+    for item in items:
+        if "jax" in item.nodeid.lower():
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ def case_inputs(case: str, data: dict[str, np.ndarray]) -> tuple[np.ndarray, dic
     return y, options
 
 
+@pytest.mark.slow
 def test_importing_labelsmooth_imports_no_adapter() -> None:
     code = (
         "import sys, labelsmooth\n"
@@ -88,6 +89,7 @@ def test_importing_labelsmooth_imports_no_adapter() -> None:
 # ================================================================= JAX
 
 
+@pytest.mark.slow  # every test compiles JAX transforms
 class TestJax:
     @pytest.fixture(autouse=True)
     def _modules(self) -> None:

@@ -135,7 +135,10 @@ def test_pytorch_epsilon_range_differs() -> None:
 
 # --- optax (the real package) ---------------------------------------------------------------------
 
-jax_backends = pytest.mark.parametrize("backend", ["jax", "jax_jit"], indirect=True)
+# optax runs on JAX only; each case compiles JAX programs.
+jax_backends = pytest.mark.parametrize(
+    "backend", [pytest.param(name, marks=pytest.mark.slow) for name in ("jax", "jax_jit")], indirect=True
+)
 
 
 @jax_backends

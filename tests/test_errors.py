@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from _formulas import cross_entropy_rows
-from conftest import Backend, available_backend
+from conftest import LAZY, Backend, available_backend
 
 import labelsmooth as ls
 
@@ -742,7 +742,7 @@ def test_bad_input_raises(eager_backend, case):
     check_raises(eager_backend, case, exact=True)
 
 
-@pytest.fixture(params=["jax_jit", "dask"])
+@pytest.fixture(params=[Backend(name).param for name in LAZY])
 def lazy_backend(request: pytest.FixtureRequest) -> Backend:
     return available_backend(request.param)
 

@@ -280,6 +280,7 @@ def test_inputs_untouched_and_read_only_accepted(small_blocks: None, rng: np.ran
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
+@pytest.mark.slow
 def test_numpy_float32_within_an_ulp_of_the_exact_loss(rng: np.random.Generator, epsilon: float) -> None:
     rows, classes = 64, 3000
     z, y = make(rng, rows, classes)
@@ -293,6 +294,7 @@ def test_numpy_float32_within_an_ulp_of_the_exact_loss(rng: np.random.Generator,
     assert ulps.max() <= 1.0, ulps.max()
 
 
+@pytest.mark.slow
 def test_numpy_memory_stays_at_the_floor(rng: np.random.Generator) -> None:
     z, y = make(rng, 1024, 8192)
     ls.cross_entropy_with_grad(z, y, epsilon=0.1)  # warm-up
@@ -438,6 +440,7 @@ def jax_call(jit: bool, fn: Callable, z: Any, y: Any, arrays: dict, static: dict
 @pytest.mark.parametrize(
     "options", JAX_OPTION_SETS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain"
 )
+@pytest.mark.slow
 def test_jax_matches_generic(rng: np.random.Generator, jit: bool, options: dict) -> None:
     import jax.numpy as jnp
 
@@ -458,6 +461,7 @@ def test_jax_matches_generic(rng: np.random.Generator, jit: bool, options: dict)
 
 @pytest.mark.skipif(not HAS_JAX, reason="needs jax")
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.slow
 def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
     import jax.numpy as jnp
 
@@ -500,6 +504,7 @@ def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="needs jax")
+@pytest.mark.slow
 def test_jax_transforms_through_the_fast_path(rng: np.random.Generator) -> None:
     import jax
     import jax.numpy as jnp

@@ -220,6 +220,7 @@ def test_valid_inputs_torch(problem):
     check_valid(problem, asarray=torch.from_numpy, to_numpy=lambda t: t.numpy())
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=5)  # every new shape compiles JAX's eager kernels anew
 @given(problems(dtypes=(np.float32,)))
 def test_valid_inputs_jax(problem):

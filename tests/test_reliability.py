@@ -78,6 +78,7 @@ def _jax_tolerance(x64):
     return {"rtol": 1e-12, "atol": 1e-14} if x64 else {"rtol": 2e-6, "atol": 2e-7}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 @pytest.mark.parametrize("row", range(len(TIED_ROWS)))
 @pytest.mark.parametrize(("epsilon", "prior"), TIE_OPTIONS)
@@ -99,6 +100,7 @@ def test_jax_gradients_at_tied_maxima_equal_autodiff_of_the_definition(x64, row,
         np.testing.assert_allclose(np.asarray(analytic), expected, **_jax_tolerance(x64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", range(len(TIED_ROWS)))
 @pytest.mark.parametrize(("epsilon", "prior"), TIE_OPTIONS)
 def test_jax_hessian_at_tied_maxima_equals_autodiff_of_the_definition(row, epsilon, prior):
@@ -113,6 +115,7 @@ def test_jax_hessian_at_tied_maxima_equals_autodiff_of_the_definition(row, epsil
         np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), **_jax_tolerance(True))
 
 
+@pytest.mark.slow
 def test_jax_vmap_of_per_sample_gradients_at_tied_maxima():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
@@ -128,6 +131,7 @@ def test_jax_vmap_of_per_sample_gradients_at_tied_maxima():
     np.testing.assert_allclose(np.asarray(ours), np.asarray(expected), **_jax_tolerance(False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("epsilon", "prior"), TIE_OPTIONS)
 def test_jax_derivatives_of_kl_divergence_at_ties(epsilon, prior):
     jax = pytest.importorskip("jax")
@@ -156,6 +160,7 @@ def test_jax_derivatives_of_kl_divergence_at_ties(epsilon, prior):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["logsumexp", "softmax", "log_softmax"])
 def test_jax_derivatives_of_the_softmax_family_at_ties(name):
     jax = pytest.importorskip("jax")
@@ -264,6 +269,7 @@ def test_uint64_labels_beyond_int64_are_refused():
 # --- 5. float64 accuracy at a million classes ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epsilon", [0.1, 1.0])
 def test_float64_loss_at_a_million_classes_with_many_equal_logits(epsilon):
     num_classes = 10**6

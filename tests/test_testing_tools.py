@@ -275,6 +275,7 @@ def test_example_checks_pass_under_pytest() -> None:
         test()
 
 
+@pytest.mark.slow
 def test_example_catches_a_wrong_loss() -> None:
     torch = pytest.importorskip("torch")
     example = _load_example()
@@ -308,6 +309,7 @@ def test_example_catches_a_wrong_loss() -> None:
     assert all("Arrays are not close" in str(f) for f in failures)
 
 
+@pytest.mark.slow
 def test_example_runs_as_a_script() -> None:
     pytest.importorskip("torch")
     result = subprocess.run(
