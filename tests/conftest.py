@@ -1,14 +1,18 @@
 """The ``backend`` fixture: every test runs on every array library installed here.
 
-``backend.asarray(numpy_array)`` makes an input of that library, ``backend.call(fn, ...)``
-calls a public function the way a user of that library would (under ``jax.jit`` for
-``jax_jit``, building a graph that must not compute for ``dask``), and
-``backend.to_numpy(result)`` brings the result back for comparison with references
-computed independently in NumPy / PyTorch / mpmath.
+``Backend`` is the table of those libraries, one entry each: the module whose arrays it
+makes, whether its values are eager (computed when a function returns) and how a NumPy
+array becomes one of its inputs. ``backend.asarray(numpy_array)`` makes an input of that
+library, ``backend.call(fn, ...)`` calls a public function the way a user of that library
+would (under ``jax.jit`` for ``jax_jit``, building a graph that must not compute for
+``dask``), and ``backend.to_numpy(result)`` brings the result back for comparison with
+references computed independently in NumPy / PyTorch / mpmath (``tests/_formulas.py``).
 """
 
 from __future__ import annotations
 
+import enum
+import importlib
 import importlib.util
 import os
 from collections.abc import Callable
@@ -20,23 +24,6 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-BACKENDS = ["numpy", "numpy_readonly", "array_api_strict", "jax", "jax_jit", "torch", "dask", "cupy"]
-EAGER = {"numpy", "numpy_readonly", "array_api_strict", "jax", "torch", "cupy"}
-
-
-def _available(name: str) -> bool:
-    module = {"numpy_readonly": "numpy", "jax_jit": "jax"}.get(name, name)
-    if importlib.util.find_spec(module) is None:
-        return False
-    if name == "cupy":
-        try:
-            import cupy
-
-            return cupy.cuda.runtime.getDeviceCount() > 0
-        except Exception:
-            return False
-    return True
-
 
 class _NoCompute:
     """A Dask scheduler that fails the test if anything is computed."""
@@ -46,62 +33,98 @@ class _NoCompute:
         raise AssertionError(msg)
 
 
-class Backend:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.eager = name in EAGER
-        if name in ("numpy", "numpy_readonly"):
-            self.module = np
-        elif name == "array_api_strict":
-            import array_api_strict
+def _copy(module: Any, a: np.ndarray) -> Any:
+    return a.copy()
 
-            self.module = array_api_strict
-        elif name in ("jax", "jax_jit"):
-            import jax.numpy as jnp
 
-            self.module = jnp
-        elif name == "torch":
-            import torch
+def _read_only(module: Any, a: np.ndarray) -> Any:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
 
-            self.module = torch
-        elif name == "dask":
-            import dask.array
 
-            self.module = dask.array
-        elif name == "cupy":
-            import cupy
+def _module_asarray(module: Any, a: np.ndarray) -> Any:
+    return module.asarray(a.copy())
 
-            self.module = cupy
-        self.xp = array_api_compat.array_namespace(self.asarray(np.zeros(1)))
+
+def _torch_tensor(module: Any, a: np.ndarray) -> Any:
+    return module.from_numpy(a.copy())
+
+
+def _dask_chunks(module: Any, a: np.ndarray) -> Any:
+    """Two chunks along every axis, so that every reduction crosses a chunk boundary."""
+    chunks = tuple(max(1, (s + 1) // 2) for s in a.shape) if a.ndim else ()
+    return module.from_array(a.copy(), chunks=chunks or a.shape)
+
+
+class Backend(enum.Enum):
+    """One entry per array library: ``(name, module, eager, make, slow)``; ``Backend("jax")`` works.
+
+    ``slow``: the entry's cases are marked ``slow`` (JAX compiles a program for every new
+    shape, and anew for every call under ``jax.jit``), so that ``pytest -m "not slow"``
+    leaves them out.
+    """
+
+    numpy = ("numpy", "numpy", True, _copy, False)
+    numpy_readonly = ("numpy_readonly", "numpy", True, _read_only, False)
+    array_api_strict = ("array_api_strict", "array_api_strict", True, _module_asarray, False)
+    jax = ("jax", "jax.numpy", True, _module_asarray, True)
+    jax_jit = ("jax_jit", "jax.numpy", False, _module_asarray, True)  # every call under jax.jit
+    torch = ("torch", "torch", True, _torch_tensor, False)
+    dask = ("dask", "dask.array", False, _dask_chunks, False)  # every call builds a graph, never computes
+    cupy = ("cupy", "cupy", True, _module_asarray, False)
+
+    def __new__(
+        cls, name: str, module: str, eager: bool, make: Callable[[Any, np.ndarray], Any], slow: bool
+    ) -> Backend:
+        entry = object.__new__(cls)
+        entry._value_ = name
+        entry.module_name = module
+        entry.eager = eager
+        entry.make = make
+        entry.slow = slow
+        return entry
+
+    @property
+    def param(self) -> Any:
+        """``pytest.param`` of this entry's name, marked ``slow`` where the entry is."""
+        return pytest.param(self.value, id=self.value, marks=[pytest.mark.slow] if self.slow else [])
 
     def __repr__(self) -> str:
         return f"Backend({self.name})"
+
+    @property
+    def available(self) -> bool:
+        top = self.module_name.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            return False
+        if self is Backend.cupy:
+            try:
+                import cupy
+
+                return cupy.cuda.runtime.getDeviceCount() > 0
+            except Exception:
+                return False
+        return True
+
+    @property
+    def module(self) -> Any:
+        return importlib.import_module(self.module_name)
+
+    @property
+    def xp(self) -> Any:
+        """The array-api-compat namespace of this library's arrays."""
+        return array_api_compat.array_namespace(self.asarray(np.zeros(1)))
 
     def dtype(self, np_dtype: Any) -> Any:
         return getattr(self.xp, np.dtype(np_dtype).name)
 
     def asarray(self, a: Any, dtype: Any = None) -> Any:
-        a = np.asarray(a, dtype=dtype)
-        if self.name == "numpy":
-            return a.copy()
-        if self.name == "numpy_readonly":
-            a = a.copy()
-            a.flags.writeable = False
-            return a
-        if self.name == "torch":
-            import torch
-
-            return torch.from_numpy(a.copy())
-        if self.name == "dask":
-            import dask.array
-
-            chunks = tuple(max(1, (s + 1) // 2) for s in a.shape) if a.ndim else ()
-            return dask.array.from_array(a.copy(), chunks=chunks or a.shape)
-        return self.module.asarray(a.copy())
+        return self.make(self.module, np.asarray(a, dtype=dtype))
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fn`` as a user of this library would."""
-        if self.name == "jax_jit":
+        if self is Backend.jax_jit:
             import jax
 
             is_array = array_api_compat.is_array_api_obj
@@ -116,7 +139,7 @@ class Backend:
                 return fn(*merged, **array_kwargs, **static)
 
             return jax.jit(traced)([args[i] for i in positions], arrays)
-        if self.name == "dask":
+        if self is Backend.dask:
             import dask
 
             with dask.config.set(scheduler=_NoCompute()):
@@ -126,35 +149,47 @@ class Backend:
     def to_numpy(self, x: Any) -> Any:
         if isinstance(x, tuple):
             return tuple(self.to_numpy(v) for v in x)
-        if self.name == "dask":
+        if self is Backend.dask:
             x = x.compute(scheduler="sync")
-        if self.name == "torch":
+        if self is Backend.torch:
             return x.detach().cpu().numpy()
-        if self.name == "cupy":
+        if self is Backend.cupy:
             return x.get()
         return np.asarray(x)
 
     def is_native(self, x: Any) -> bool:
         """Whether ``x`` belongs to this backend's namespace."""
-        return array_api_compat.array_namespace(x) is self.xp or (
-            array_api_compat.array_namespace(x).__name__ == self.xp.__name__
-        )
+        return array_api_compat.array_namespace(x).__name__ == self.xp.__name__
 
 
-@pytest.fixture(params=BACKENDS)
+BACKENDS = [b.value for b in Backend]
+EAGER = sorted(b.value for b in Backend if b.eager)
+LAZY = [b.value for b in Backend if not b.eager]
+
+
+def available_backend(name: str) -> Backend:
+    """The table's entry for ``name``; the test is skipped where its library is missing."""
+    entry = Backend(name)
+    if not entry.available:
+        pytest.skip(f"{name} is not available here")
+    return entry
+
+
+@pytest.fixture(params=[b.param for b in Backend])
 def backend(request: pytest.FixtureRequest) -> Backend:
-    name = request.param
-    if not _available(name):
-        pytest.skip(f"{name} is not available here")
-    return Backend(name)
+    return available_backend(request.param)
 
 
-@pytest.fixture(params=sorted(EAGER), ids=lambda n: n)
+@pytest.fixture(params=[Backend(name).param for name in EAGER])
 def eager_backend(request: pytest.FixtureRequest) -> Backend:
-    name = request.param
-    if not _available(name):
-        pytest.skip(f"{name} is not available here")
-    return Backend(name)
+    return available_backend(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of JAX (by its name or parameters) is ``slow``: its compilations dominate."""
+    for item in items:
+        if "jax" in item.nodeid.lower():
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# The accuracy benchmark: large K, float64 references, PyTorch and optax.
+pytestmark = pytest.mark.slow
+
 _PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
 _spec = importlib.util.spec_from_file_location("labelsmooth_accuracy_benchmark", _PATH)
 accuracy = importlib.util.module_from_spec(_spec)

@@ -74,6 +74,7 @@ def case_inputs(case: str, data: dict[str, np.ndarray]) -> tuple[np.ndarray, dic
     return y, options
 
 
+@pytest.mark.slow
 def test_importing_labelsmooth_imports_no_adapter() -> None:
     code = (
         "import sys, labelsmooth\n"
@@ -85,20 +86,10 @@ def test_importing_labelsmooth_imports_no_adapter() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-@pytest.mark.parametrize("framework", ["jax", "torch"])
-def test_docstring_examples(framework: str) -> None:
-    pytest.importorskip(framework)
-    import doctest
-    import importlib
-
-    module = importlib.import_module(f"labelsmooth.{framework}")
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # ================================================================= JAX
 
 
+@pytest.mark.slow  # every test compiles JAX transforms
 class TestJax:
     @pytest.fixture(autouse=True)
     def _modules(self) -> None:

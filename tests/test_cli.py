@@ -44,6 +44,7 @@ def test_demo_prints_the_worked_examples(capsys):
     assert f"= {-(0.95 * math.log(s) + 0.05 * math.log(1 - s)):.6f} nats" in out
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs():
     result = subprocess.run(
         [sys.executable, "-m", "labelsmooth", "demo"], capture_output=True, text=True, check=False, timeout=120
@@ -56,6 +57,7 @@ def test_module_entry_point_runs():
     assert version.returncode == 0 and version.stdout.strip() == f"labelsmooth {labelsmooth.__version__}"
 
 
+@pytest.mark.slow
 def test_importing_the_cli_and_running_demo_imports_no_framework():
     heavy = ("jax", "torch", "cupy", "dask", "tensorflow", "optax", "keras")
     code = (
@@ -73,6 +75,7 @@ def _rows(out):
     return [line for line in out.splitlines() if line.startswith(("PyTorch", "optax", "Keras"))]
 
 
+@pytest.mark.slow
 def test_check_lists_libraries_and_agrees_with_installed_frameworks(capsys):
     pytest.importorskip("torch")
     assert cli.main(["check"]) == 0

@@ -14,6 +14,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported anywhe
 
 import numpy as np
 import pytest
+from _formulas import log_softmax
 
 import labelsmooth as ls
 from labelsmooth.testing import assert_close
@@ -23,11 +24,6 @@ EPS = 0.1
 
 def _logits_and_labels(rng: np.random.Generator, n: int = 6, k: int = 5, scale: float = 2.0):
     return rng.standard_normal((n, k)) * scale, rng.integers(0, k, size=n)
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 # --- PyTorch F.cross_entropy (the real package) ---------------------------------------------------
@@ -139,7 +135,10 @@ def test_pytorch_epsilon_range_differs() -> None:
 
 # --- optax (the real package) ---------------------------------------------------------------------
 
-jax_backends = pytest.mark.parametrize("backend", ["jax", "jax_jit"], indirect=True)
+# optax runs on JAX only; each case compiles JAX programs.
+jax_backends = pytest.mark.parametrize(
+    "backend", [pytest.param(name, marks=pytest.mark.slow) for name in ("jax", "jax_jit")], indirect=True
+)
 
 
 @jax_backends
@@ -301,7 +300,7 @@ def _tf_v1_softmax_cross_entropy(onehot_labels, logits, weights, label_smoothing
     smooth_positives = 1.0 - label_smoothing
     smooth_negatives = label_smoothing / num_classes
     targets = onehot_labels * smooth_positives + smooth_negatives
-    losses = -(targets * _log_softmax(logits)).sum(axis=-1)  # softmax_cross_entropy_with_logits_v2
+    losses = -(targets * log_softmax(logits)).sum(axis=-1)  # softmax_cross_entropy_with_logits_v2
     weights = np.broadcast_to(weights, losses.shape)
     num_present = np.count_nonzero(weights)  # Reduction.SUM_BY_NONZERO_WEIGHTS
     return (losses * weights).sum() / num_present if num_present else 0.0
@@ -398,7 +397,7 @@ def test_clamp_form_is_prior_others() -> None:
     rng = np.random.default_rng(13)
     z, y = _logits_and_labels(rng, k=6)
     clamped = np.clip(np.eye(6)[y], EPS / 5, 1 - EPS)
-    expected = -(clamped * _log_softmax(z)).sum(axis=-1).mean()
+    expected = -(clamped * log_softmax(z)).sum(axis=-1).mean()
     assert_close(ls.cross_entropy(z, y, epsilon=EPS, prior="others"), expected)
 
 

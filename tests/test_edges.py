@@ -2,8 +2,8 @@
 ignored, one class, -inf logits with and without ``where``, logits of +-1e308, and
 half-precision inputs.
 
-References are written out here in float64 NumPy (softmax by its definition on the finite
-classes) or in mpmath, never computed with labelsmooth.
+References are the dense float64 oracle (``tests/_formulas.py``: softmax by its definition on
+the allowed classes) or mpmath, never computed with labelsmooth.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from _formulas import cross_entropy_rows, dense_smoothed, log_softmax
 
 import labelsmooth as ls
 
@@ -20,38 +21,7 @@ INF = math.inf
 LOSSES = ("cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad")
 
 
-# --- independent references -------------------------------------------------------------
-
-
-def smoothed_targets(targets, num_classes, epsilon, prior=None, allowed=None):
-    """q' = (1 - eps) q + eps u, class axis last, float64; u restricted to allowed classes."""
-    targets = np.asarray(targets)
-    q = np.eye(num_classes)[targets] if targets.dtype.kind in "iu" else targets.astype(np.float64)
-    allowed = np.ones(q.shape, bool) if allowed is None else np.broadcast_to(allowed, q.shape)
-    if prior is None:
-        u = allowed / allowed.sum(-1, keepdims=True)
-    elif isinstance(prior, str):
-        u = (allowed - q) / (allowed.sum(-1, keepdims=True) - 1)
-    else:
-        u = np.where(allowed, prior, 0.0)
-        u = u / u.sum(-1, keepdims=True)
-    eps = np.asarray(epsilon, dtype=np.float64)
-    eps = eps[..., None] if eps.ndim else eps
-    return (1 - eps) * q + eps * u
-
-
-def reference(z, target_rows, allowed=None):
-    """Per-sample -sum q' log p and the gradient p - q' (class axis last, float64)."""
-    z = np.asarray(z, dtype=np.float64)
-    allowed = np.ones(z.shape, bool) if allowed is None else np.broadcast_to(allowed, z.shape)
-    live = allowed & np.isfinite(z)
-    with np.errstate(all="ignore"):
-        m = np.max(np.where(live, z, -INF), axis=-1, keepdims=True)
-        e = np.where(live, np.exp(np.where(live, z - m, 0.0)), 0.0)
-        p = e / e.sum(-1, keepdims=True)
-        log_p = np.where(live, np.where(live, z - m, 0.0) - np.log(e.sum(-1, keepdims=True)), -INF)
-        loss = -np.where(target_rows > 0, target_rows * log_p, 0.0).sum(-1)
-    return loss, np.where(allowed, p - target_rows, 0.0)
+# --- the oracle: tests/_formulas.py; mpmath below --------------------------------------
 
 
 def tol(result):
@@ -83,7 +53,7 @@ def test_nan_logit_stays_in_its_row(backend, rng, targets_kind, epsilon):
     targets = labels if targets_kind == "labels" else rng.dirichlet(np.ones(5), size=4)
     loss, grad = call(backend, "cross_entropy_with_grad", z, targets, epsilon=epsilon, reduction="none")
     assert np.isnan(loss[1]) and np.all(np.isnan(grad[1]))
-    ref_loss, ref_grad = reference(z, smoothed_targets(targets, 5, epsilon))
+    ref_loss, ref_grad = cross_entropy_rows(z, targets, epsilon=epsilon, reduction="none")
     rows = [0, 2, 3]
     np.testing.assert_allclose(loss[rows], ref_loss[rows], **tol(loss))
     np.testing.assert_allclose(grad[rows], ref_grad[rows], **tol(grad))
@@ -107,9 +77,7 @@ def test_nan_logit_on_a_masked_class_is_excluded(backend, rng):
     allowed = np.array([True, True, True, False])
     labels = np.array([0, 1, 2])
     loss, grad = call(backend, "cross_entropy_with_grad", z, labels, epsilon=0.1, where=allowed, reduction="none")
-    ref_loss, ref_grad = reference(
-        np.where(allowed, z, 0.0), smoothed_targets(labels, 4, 0.1, allowed=allowed), allowed
-    )
+    ref_loss, ref_grad = cross_entropy_rows(z, labels, epsilon=0.1, where=allowed, reduction="none")
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
 
@@ -230,7 +198,7 @@ def test_neg_inf_logit_with_target_mass_gives_inf_loss(backend, labels, epsilon,
     )
     assert np.all(loss == INF)
     # The gradient p - q' stays finite: the -inf class has p = 0.
-    _, ref_grad = reference(NEG_INF_LOGITS, smoothed_targets(labels, 3, epsilon, prior_value))
+    _, ref_grad = cross_entropy_rows(NEG_INF_LOGITS, labels, epsilon=epsilon, prior=prior_value, reduction="none")
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
     assert call(backend, "cross_entropy", NEG_INF_LOGITS, labels, epsilon=epsilon, prior=prior_value) == INF
 
@@ -240,7 +208,7 @@ def test_neg_inf_logit_with_probability_mass_gives_inf_loss(backend):
     loss, grad = call(backend, "cross_entropy_with_grad", NEG_INF_LOGITS, q, reduction="none")
     # Row 0 puts mass on its -inf class; row 1 does not.
     assert loss[0] == INF and np.isfinite(loss[1])
-    ref_loss, ref_grad = reference(NEG_INF_LOGITS, q)
+    ref_loss, ref_grad = cross_entropy_rows(NEG_INF_LOGITS, q, reduction="none")
     np.testing.assert_allclose(loss[1], ref_loss[1], **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
 
@@ -269,13 +237,10 @@ def test_neg_inf_logit_without_target_mass_is_finite(backend, labels, epsilon, p
         weight=weight_value,
         reduction="none",
     )
-    targets = smoothed_targets(labels, 3, epsilon, prior_value)
-    w = np.ones(3) if weight is None else np.asarray(weight)
     # PyTorch's weighted form: c = w * q', loss = -sum c log p, gradient (sum c) p - c.
-    c = w * targets
-    ref_loss, _ = reference(NEG_INF_LOGITS, c)
-    _, p_minus = reference(NEG_INF_LOGITS, np.zeros_like(c))
-    ref_grad = c.sum(-1, keepdims=True) * p_minus - c
+    ref_loss, ref_grad = cross_entropy_rows(
+        NEG_INF_LOGITS, labels, epsilon=epsilon, prior=prior_value, weight=weight_value, reduction="none"
+    )
     assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
@@ -298,7 +263,7 @@ def test_masked_neg_inf_classes_give_finite_loss_and_zero_gradient(backend, rng,
     loss, grad = call(
         backend, "cross_entropy_with_grad", z, targets, epsilon=0.2, prior=prior_value, where=allowed, reduction="none"
     )
-    ref_loss, ref_grad = reference(z, smoothed_targets(targets, 6, 0.2, prior_value, allowed), allowed)
+    ref_loss, ref_grad = cross_entropy_rows(z, targets, epsilon=0.2, prior=prior_value, where=allowed, reduction="none")
     assert np.all(np.isfinite(loss)) and np.all(grad[~allowed] == 0.0)
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
@@ -316,7 +281,9 @@ def test_neg_inf_on_the_true_class_under_others_with_full_smoothing_is_finite(ba
         prior="others",
         reduction="none",
     )
-    ref_loss, ref_grad = reference(NEG_INF_LOGITS, smoothed_targets(np.array([0, 1]), 3, 1.0, "others"))
+    ref_loss, ref_grad = cross_entropy_rows(
+        NEG_INF_LOGITS, np.array([0, 1]), epsilon=1.0, prior="others", reduction="none"
+    )
     assert np.all(np.isfinite(ref_loss))
     np.testing.assert_allclose(loss, ref_loss, **tol(loss))
     np.testing.assert_allclose(grad, ref_grad, **tol(grad))
@@ -344,7 +311,7 @@ def test_rows_of_neg_inf_with_where(backend):
     labels = np.array([3, 0, 0])
     loss, grad = call(backend, "cross_entropy_with_grad", z, labels, where=allowed, reduction="none")
     # Row 0: the -inf classes are masked, the rest is an ordinary 2-class row.
-    ref_loss, ref_grad = reference(z, smoothed_targets(labels, 4, 0.0, allowed=allowed), allowed)
+    ref_loss, ref_grad = cross_entropy_rows(z, labels, where=allowed, reduction="none")
     np.testing.assert_allclose(loss[0], ref_loss[0], **tol(loss))
     np.testing.assert_allclose(grad[0], ref_grad[0], **tol(grad))
     assert np.all(grad[0, :2] == 0.0)
@@ -422,7 +389,7 @@ def test_huge_logits_with_smoothing_give_finite_gradients(backend, epsilon):
         pytest.skip("this backend computes in float32 here")
     loss, grad = call(backend, "cross_entropy_with_grad", HUGE, HUGE_LABELS, epsilon=epsilon, reduction="none")
     assert np.all(np.isfinite(grad))
-    targets = smoothed_targets(HUGE_LABELS, 3, epsilon)
+    targets = dense_smoothed(HUGE_LABELS, 3, epsilon)
     for i in range(len(HUGE)):
         ref_loss, ref_grad = mp_reference(HUGE[i], targets[i])
         # q' holds 1/3 rounded to float64 in the reference: a few 1e-17 of slack.
@@ -448,7 +415,7 @@ def test_huge_logit_spread_with_smoothing_gives_the_exact_loss(backend, logits, 
         pytest.skip("this backend computes in float32 here")
     z = np.array([logits])
     num_classes = z.shape[1]
-    targets = smoothed_targets(np.array([label]), num_classes, epsilon)
+    targets = dense_smoothed(np.array([label]), num_classes, epsilon)
     ref_loss, _ = mp_reference(z[0], targets[0])
     assert math.isfinite(ref_loss)
     for target in (np.array([label]), np.eye(num_classes)[[label]]):
@@ -517,9 +484,7 @@ def test_half_precision_is_computed_in_float32_and_returned_in_kind(backend, rng
     ).numpy()
     # At most one rounding away from the exact value: the work was done in float32 or wider.
     np.testing.assert_array_less(np.abs(to_float32(backend, loss) - cast_down(ref)), ulps(ref) * 1.01)
-    ref_grad = smoothed_targets(labels, num_classes, 0.1)
-    ref_grad = np.exp(z_exact - z_exact.max(-1, keepdims=True))
-    ref_grad = ref_grad / ref_grad.sum(-1, keepdims=True) - smoothed_targets(labels, num_classes, 0.1)
+    _, ref_grad = cross_entropy_rows(z_exact, labels, epsilon=0.1, reduction="none")
     np.testing.assert_array_less(np.abs(to_float32(backend, grad) - cast_down(ref_grad)), ulps(ref_grad) * 1.01 + 1e-30)
     # The same as the float32 computation cast down (one rounding of each may differ by one step).
     loss32 = backend.call(
@@ -534,13 +499,11 @@ def test_half_precision_is_computed_in_float32_and_returned_in_kind(backend, rng
         if name == "logsumexp":
             exact = np.log(np.exp(z_exact - z_exact.max(-1, keepdims=True)).sum(-1)) + z_exact.max(-1)
         elif name == "log_softmax":
-            exact = z_exact - z_exact.max(-1, keepdims=True)
-            exact = exact - np.log(np.exp(exact).sum(-1, keepdims=True))
+            exact = log_softmax(z_exact)
         else:
-            exact = np.exp(z_exact - z_exact.max(-1, keepdims=True))
-            exact = exact / exact.sum(-1, keepdims=True)
+            exact = np.exp(log_softmax(z_exact))
         np.testing.assert_array_less(np.abs(to_float32(backend, out) - cast_down(exact)), ulps(exact) * 1.01 + 1e-30)
     half_dtype = np.float16 if backend.name in ("numpy", "numpy_readonly", "dask") else getattr(backend.module, half)
     targets = backend.call(ls.soft_targets, yb, num_classes, epsilon=0.1, dtype=half_dtype)
     assert dtype_name(targets) == half
-    np.testing.assert_array_equal(to_float32(backend, targets), cast_down(smoothed_targets(labels, num_classes, 0.1)))
+    np.testing.assert_array_equal(to_float32(backend, targets), cast_down(dense_smoothed(labels, num_classes, 0.1)))

@@ -1,10 +1,12 @@
 """Every bad input is refused with a clear ``TypeError`` / ``ValueError`` (docs/errors.md).
 
 Each case runs on every eager backend (NumPy, read-only NumPy, array-api-strict, JAX, PyTorch)
-for every public function it applies to, and checks the exception type and that the message
-names the argument and the received value. Static cases (dtypes, shapes, options) are
-also run under ``jax.jit`` and on lazy Dask arrays, where they must raise just the same;
-value checks that cannot be made there must poison the affected results with NaN instead.
+for every public function it applies to (one test per case and backend, the functions in a
+loop), and checks the exception type and that the message names the argument and the
+received value. Static cases (dtypes, shapes, options) are also run under ``jax.jit`` and on
+lazy Dask arrays, where they must raise just the same; value checks that cannot be made
+there must poison the affected results with NaN instead (against the dense oracle,
+``tests/_formulas.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Backend, _available
-from scipy.special import log_softmax as scipy_log_softmax
+from _formulas import cross_entropy_rows
+from conftest import LAZY, Backend, available_backend
 
 import labelsmooth as ls
 
@@ -698,13 +700,12 @@ def smoothing_cases():
 
 
 ALL_CASES = LOSS_CASES + ROW_CASES + ONE_HOT_CASES + smoothing_cases()
-EXPANDED = [pytest.param(case, fn, id=f"{fn}-{case.name}") for case in ALL_CASES for fn in case.functions]
+CASES = [pytest.param(case, id=f"{case.functions[0]}-{case.name}") for case in ALL_CASES]
 # Under jax.jit every array argument becomes a tracer, so arrays of another library cannot be
 # told apart there; an explicit xp is not a traced argument either.
 STATIC = [
-    pytest.param(case, fn, id=f"{fn}-{case.name}")
+    pytest.param(case, id=f"{case.functions[0]}-{case.name}")
     for case in ALL_CASES
-    for fn in case.functions
     if case.static and "xp" not in case.name
 ]
 NOT_UNDER_JIT = ("another library",)
@@ -719,48 +720,46 @@ def test_every_function_has_cases():
 
 
 def test_messages_are_unique_per_case_and_function():
-    seen = {(fn, case.name) for case in ALL_CASES for fn in case.functions}
-    assert len(seen) == len(EXPANDED)
+    expanded = [(fn, case.name) for case in ALL_CASES for fn in case.functions]
+    assert len(set(expanded)) == len(expanded)
+    assert len({param.id for param in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize(("case", "fn"), EXPANDED)
-def test_bad_input_raises(eager_backend, case, fn):
-    args, kwargs = case.build(eager_backend)
-    with pytest.raises(case.error) as info:
-        getattr(ls, fn)(*args, **kwargs)
-    # The exact class, not a subclass such as an AssertionError-derived framework error.
-    assert type(info.value) is case.error
-    assert re.search(case.pattern, str(info.value)), f"{info.value!s} does not match {case.pattern!r}"
+def check_raises(b: Backend, case: Case, *, exact: bool) -> None:
+    """Every function of ``case``, called ``b``'s way, raises ``case.error`` matching ``case.pattern``."""
+    for fn in case.functions:
+        args, kwargs = case.build(b)
+        with pytest.raises(case.error) as info:
+            b.call(getattr(ls, fn), *args, **kwargs)
+        if exact:
+            # The exact class, not a subclass such as an AssertionError-derived framework error.
+            assert type(info.value) is case.error, fn
+        assert re.search(case.pattern, str(info.value)), f"{fn}: {info.value!s} does not match {case.pattern!r}"
 
 
-@pytest.fixture(params=["jax_jit", "dask"])
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_raises(eager_backend, case):
+    check_raises(eager_backend, case, exact=True)
+
+
+@pytest.fixture(params=[Backend(name).param for name in LAZY])
 def lazy_backend(request: pytest.FixtureRequest) -> Backend:
-    if not _available(request.param):
-        pytest.skip(f"{request.param} is not available here")
-    return Backend(request.param)
+    return available_backend(request.param)
 
 
-@pytest.mark.parametrize(("case", "fn"), STATIC)
-def test_static_errors_raise_when_traced_or_lazy(lazy_backend, case, fn):
+@pytest.mark.parametrize("case", STATIC)
+def test_static_errors_raise_when_traced_or_lazy(lazy_backend, case):
     if lazy_backend.name == "jax_jit" and case.name.endswith(NOT_UNDER_JIT):
         pytest.skip("jax.jit turns every array argument into a JAX tracer")
-    args, kwargs = case.build(lazy_backend)
-    with pytest.raises(case.error) as info:
-        lazy_backend.call(getattr(ls, fn), *args, **kwargs)
-    assert re.search(case.pattern, str(info.value)), f"{info.value!s} does not match {case.pattern!r}"
+    check_raises(lazy_backend, case, exact=False)
 
 
 # --- Values that cannot be checked: NaN in the affected results ------------------------------
 
 
 def reference_rows(z, labels, epsilon):
-    """Per-sample smoothed cross-entropy and gradient with uniform u, written out densely."""
-    z = np.asarray(z, dtype=np.float64)
-    num_classes = z.shape[-1]
-    eps = np.asarray(epsilon, dtype=np.float64).reshape(-1, 1) if np.ndim(epsilon) else epsilon
-    target = (1 - eps) * np.eye(num_classes)[labels] + eps / num_classes
-    logp = scipy_log_softmax(z, axis=-1)
-    return -(target * logp).sum(-1), np.exp(logp) - target
+    """Per-sample smoothed cross-entropy and gradient with uniform u (the dense oracle)."""
+    return cross_entropy_rows(z, labels, epsilon=epsilon, reduction="none")
 
 
 def lazy_tol(result):

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs an example in a subprocess.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FAST_VARIABLE = "LABELSMOOTH_EXAMPLE_FAST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("jax", "torch", "cupy", "dask", "tensorflow", "optax", "keras", "hypothesis", "mpmath", "matplotlib")
 
 
+@pytest.mark.slow
 def test_import_is_light():
     code = (
         "import sys, importlib\n"

@@ -14,6 +14,9 @@ import pytest
 
 import labelsmooth as ls
 
+# Every test compiles JAX second- and third-order derivatives.
+pytestmark = pytest.mark.slow
+
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 ljax = pytest.importorskip("labelsmooth.jax")

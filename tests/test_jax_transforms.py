@@ -26,6 +26,9 @@ from _formulas import cross_entropy_rows  # noqa: E402
 
 import labelsmooth as ls  # noqa: E402
 
+# Every test compiles JAX programs (jit, grad, vmap, sharding in a subprocess).
+pytestmark = pytest.mark.slow
+
 N, K = 6, 7
 EPSILON = 0.2
 # JAX computes in float32 here (x64 is off): compare with float64 references to rounding.

@@ -36,7 +36,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 def test_worked_example_of_the_api() -> None:
     z = np.log([[0.1, 0.1, 0.1, 0.36, 0.34]])
     y = np.asarray([3])
-    # API.md's values are for the exact probabilities; np.log rounds the inputs by 1/2 ulp.
+    # These values are for the exact probabilities; np.log rounds the inputs by 1/2 ulp.
     assert_close(reference_cross_entropy(z, y), 1.0216512475319814, rtol=4 * EPS64, atol=0)
     assert_close(reference_cross_entropy(z, y, epsilon=0.1), 1.0996504465365042, rtol=4 * EPS64, atol=0)
     # Hand-worked: the smoothed loss is 0.9 * nll + 0.1 * mean_k(-log p_k).

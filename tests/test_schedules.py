@@ -143,18 +143,5 @@ def test_invalid_steps(step, error, message):
         linear(0.2, 0.0, 10)(step)
 
 
-def test_module_documents_every_schedule():
+def test_module_exports_every_schedule():
     assert set(schedules.__all__) == {"Schedule", "constant", "cosine", "exponential", "linear"}
-    for name in ("constant", "linear", "cosine", "exponential"):
-        doc = getattr(schedules, name).__doc__
-        assert "math:" in doc and "Examples" in doc
-
-
-def test_docstring_examples_run():
-    import doctest
-    import importlib
-
-    pytest.importorskip("array_api_strict")
-    result = doctest.testmod(importlib.import_module("labelsmooth.schedules"), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

@@ -1,4 +1,4 @@
-"""The worked examples at the end of API.md, on every backend, to float64 rounding."""
+"""Examples worked by hand, on every backend, to float64 rounding."""
 
 from __future__ import annotations
 
