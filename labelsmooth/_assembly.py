@@ -16,7 +16,7 @@ from typing import Any
 from . import _core, _jax_fast, _kernel, _numpy_fast, _torch_fast
 from ._backend import device_of, fast_paths_enabled
 
-__all__ = ["dense_coefficients", "finish_gradient", "mask_rows", "reduce", "solve"]
+__all__ = ["dense_coefficients", "finish_gradient", "finish_rows", "reduce", "solve"]
 
 _NAN = float("nan")
 _BACKEND_KERNELS = (_numpy_fast, _jax_fast, _torch_fast)
@@ -26,6 +26,9 @@ def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``)."""
     denominator = _mean_denominator(problem) if problem.reduction == "mean" else None
     scale = 1.0 if denominator is None else _reciprocal(problem, denominator)
+    if problem.sample_weight is not None:
+        # Per-sample weights scale each row's gradient as they scale its loss.
+        scale = scale * problem.sample_weight
     if problem.labels is not None:
         coefficients, task = _label_task(problem, scale, with_grad)
     else:
@@ -37,7 +40,7 @@ def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         )
     else:
         per_sample = total * stats.log_sum + stats.profile_distance / stats.h
-    loss = reduce(problem, mask_rows(problem, per_sample), denominator)
+    loss = reduce(problem, finish_rows(problem, per_sample), denominator)
     return loss, None if stats.grad is None else finish_gradient(problem, stats.grad)
 
 
@@ -148,9 +151,11 @@ def dense_coefficients(problem: Any) -> Any:
     return smoothed if problem.weight is None else smoothed * problem.weight
 
 
-def mask_rows(problem: Any, per_sample: Any) -> Any:
-    """Per-sample losses with ignored rows 0 and poisoned rows NaN."""
+def finish_rows(problem: Any, per_sample: Any) -> Any:
+    """Per-sample losses times their sample weights, with ignored rows 0 and poisoned rows NaN."""
     xp = problem.xp
+    if problem.sample_weight is not None:
+        per_sample = per_sample * problem.sample_weight
     if problem.ignored is not None:
         per_sample = xp.where(problem.ignored, 0.0, per_sample)
     if problem.poison is not None:

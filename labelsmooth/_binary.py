@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from array_api_compat import is_array_api_obj
 
@@ -16,6 +16,7 @@ from ._backend import (
     values_checkable,
     wants_torch_autograd,
 )
+from ._problem import complete_options, with_options
 from ._validation import (
     check_broadcastable,
     check_epsilon,
@@ -26,7 +27,10 @@ from ._validation import (
     require_real_floating,
 )
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["BinaryOptions", "binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad"]
 
 _NAN = float("nan")
 
@@ -35,8 +39,9 @@ _NAN = float("nan")
 class _BinaryProblem:
     xp: Any
     logits: Any  # working dtype
-    positive: Any  # smoothed target y', working dtype
+    positive: Any  # smoothed target y' (times pos_weight), working dtype
     negative: Any  # 1 - y', formed without cancellation, working dtype
+    total: Any  # positive + negative when a pos_weight is given, else None (it is 1)
     weight: Any  # working dtype, broadcastable to logits, or None
     poison: Any  # bool, broadcastable to logits, or None
     reduction: str
@@ -84,21 +89,55 @@ def _smoothed_targets(y: Any, eps: Any) -> tuple[Any, Any]:
     return y * (1.0 - eps) + eps * 0.5, (1.0 - y) * (1.0 - eps) + eps * 0.5
 
 
-def _working_weight(weight: Any, shape: tuple[int, ...], work: Any, xp: Any) -> Any:
+def _working_weight(weight: Any, shape: tuple[int, ...], work: Any, xp: Any, name: str = "weight") -> Any:
     if weight is None:
         return None
-    require_array("weight", weight)
+    require_array(name, weight)
     if not (xp.isdtype(weight.dtype, "real floating") or xp.isdtype(weight.dtype, "integral")):
-        msg = f"weight must have a real dtype, got dtype {weight.dtype}"
+        msg = f"{name} must have a real dtype, got dtype {weight.dtype}"
         raise TypeError(msg)
-    check_broadcastable("weight", tuple(weight.shape), shape, "the logits' shape")
+    check_broadcastable(name, tuple(weight.shape), shape, "the logits' shape")
     return xp.astype(weight, work)
 
 
-def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction: Any, xp: Any) -> _BinaryProblem:
+class BinaryOptions(TypedDict, total=False):
+    """The keyword options of the binary losses (their defaults are :func:`_prepare`'s)."""
+
+    epsilon: Any
+    weight: Any
+    pos_weight: Any
+    reduction: str
+    xp: Any
+
+
+def _positive_weight(pos_weight: Any, shape: tuple, work: Any, eager: bool, xp: Any) -> tuple[Any, Any]:
+    """PyTorch's ``pos_weight`` (non-negative, broadcastable to the logits) and its poison mask."""
+    weight = _working_weight(pos_weight, shape, work, xp, name="pos_weight")
+    bad = xp.logical_not((weight >= 0.0) & (weight < float("inf")))
+    if not eager:
+        return weight, bad
+    if bool(xp.any(bad)):
+        msg = f"pos_weight must be finite and non-negative, got a value of {first_value(weight, bad, xp)}"
+        raise ValueError(msg)
+    return weight, None
+
+
+def _prepare(
+    logits: Any,
+    targets: Any,
+    *,
+    epsilon: Any = 0.0,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+    xp: Any = None,
+    **unknown: Any,
+) -> _BinaryProblem:
+    if unknown:
+        complete_options(unknown, source=_prepare)  # raises, naming the options
     require_array("logits", logits)
     require_array("targets", targets)
-    array_options = [a for a in (epsilon, weight) if is_array_api_obj(a)]
+    array_options = [a for a in (epsilon, weight, pos_weight) if is_array_api_obj(a)]
     xp = namespace_of(logits, targets, *array_options, xp=xp)
     require_real_floating("logits", logits, xp)
     reduction = check_reduction(reduction)
@@ -122,11 +161,18 @@ def _prepare(logits: Any, targets: Any, *, epsilon: Any, weight: Any, reduction:
         if not eager:
             poison = either_mask(poison, xp.logical_not((eps >= 0) & (eps <= 1)))
     positive, negative = _smoothed_targets(y, eps)
+    total = None
+    if pos_weight is not None:
+        pos_weight, pos_poison = _positive_weight(pos_weight, shape, work, eager, xp)
+        poison = either_mask(poison, pos_poison)
+        positive = positive * pos_weight
+        total = positive + negative
     return _BinaryProblem(
         xp=xp,
         logits=z,
         positive=positive,
         negative=negative,
+        total=total,
         weight=_working_weight(weight, shape, work, xp),
         poison=poison,
         reduction=reduction,
@@ -149,7 +195,10 @@ def _elementwise_loss(problem: _BinaryProblem, decay: Any) -> Any:
     # of the loss), not IEEE's 0 * inf = NaN.
     above = xp.where(problem.negative == 0.0, 0.0, above)
     below = xp.where(problem.positive == 0.0, 0.0, below)
-    loss = above * problem.negative + below * problem.positive + xp.log1p(decay)
+    softplus_tail = xp.log1p(decay)
+    if problem.total is not None:
+        softplus_tail = softplus_tail * problem.total
+    loss = above * problem.negative + below * problem.positive + softplus_tail
     if problem.weight is not None:
         loss = loss * problem.weight
     if problem.poison is not None:
@@ -166,6 +215,9 @@ def _elementwise_gradient(problem: _BinaryProblem, decay: Any, scale: Any) -> An
     """
     xp, z = problem.xp, problem.logits
     tail = decay / (1.0 + decay)
+    if problem.total is not None:
+        # (1 - y') sigmoid(z) - p y' (1 - sigmoid(z)), with the same split at z = 0.
+        tail = tail * problem.total
     grad = xp.where(z >= 0, problem.negative - tail, tail - problem.positive)
     if problem.weight is not None:
         grad = grad * problem.weight
@@ -224,6 +276,10 @@ _DOC_PARAMETERS = r"""
         ``weight`` of ``binary_cross_entropy_with_logits``: ``"mean"`` still divides by
         the number of elements, not by the sum of weights. A weight of shape ``(N, 1)`` on
         ``(N, M)`` logits is Keras' per-sample ``sample_weight`` of shape ``(N,)``.
+    pos_weight : array broadcastable to ``logits``, optional
+        PyTorch's ``pos_weight`` (``BCEWithLogitsLoss``): the weight ``p`` of the positive
+        term, ``-p y' log sigmoid(z) - (1 - y') log(1 - sigmoid(z))``, finite and
+        non-negative (a shape ``(M,)`` gives one per class of ``(N, M)`` logits).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` averages over *all* elements, ``"sum"`` adds them, ``"none"`` returns
         the element losses with the shape of ``logits``. Keras averages over the last axis
@@ -247,22 +303,15 @@ _DOC_RAISES = r"""
 """
 
 
-def binary_cross_entropy(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    weight: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> Any:
-    if wants_torch_autograd(logits, (targets, epsilon, weight)):
+@with_options(source=_prepare)
+def binary_cross_entropy(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> Any:
+    if wants_torch_autograd(logits, (targets, *options.values())):
         from . import _torch_autograd
 
-        options = {"epsilon": epsilon, "weight": weight, "reduction": reduction, "xp": xp}
-        return _torch_autograd.loss(logits, targets, options, _evaluation, ("epsilon", "weight"), per_row=False)
-    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
+        values = complete_options(options, source=_prepare)
+        names = ("epsilon", "weight", "pos_weight")
+        return _torch_autograd.loss(logits, targets, values, _evaluation, names, per_row=False)
+    problem = _prepare(logits, targets, **options)
     return _reduce(problem, _elementwise_loss(problem, _decay(problem)))
 
 
@@ -273,34 +322,15 @@ def _evaluation(logits: Any, targets: Any, options: dict[str, Any], with_grad: b
     return loss, _elementwise_gradient(problem, decay, _gradient_scale(problem)) if with_grad else None
 
 
-def binary_cross_entropy_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    weight: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> Any:
-    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
+@with_options(source=_prepare)
+def binary_cross_entropy_grad(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> Any:
+    problem = _prepare(logits, targets, **options)
     return _elementwise_gradient(problem, _decay(problem), _gradient_scale(problem))
 
 
-def binary_cross_entropy_with_grad(
-    logits: Any,
-    targets: Any,
-    /,
-    *,
-    epsilon: Any = 0.0,
-    weight: Any = None,
-    reduction: str = "mean",
-    xp: Any = None,
-) -> tuple[Any, Any]:
-    problem = _prepare(logits, targets, epsilon=epsilon, weight=weight, reduction=reduction, xp=xp)
-    decay = _decay(problem)
-    loss = _reduce(problem, _elementwise_loss(problem, decay))
-    return loss, _elementwise_gradient(problem, decay, _gradient_scale(problem))
+@with_options(source=_prepare)
+def binary_cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> tuple[Any, Any]:
+    return _evaluation(logits, targets, dict(options), True)
 
 
 binary_cross_entropy.__doc__ = (

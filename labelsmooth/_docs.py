@@ -35,6 +35,11 @@ OPTIONS_DOC = r"""
         counts the allowed classes of each row) and get zero gradient; they may hold
         ``-inf`` logits.
     reduction : {"mean", "sum", "none"}, default "mean"
+    sample_weight : array broadcastable to the batch shape, optional
+        Keras' per-sample weights, finite and non-negative: each sample's loss (and
+        gradient) is multiplied by its weight; ``"mean"`` still divides by PyTorch's
+        normaliser (the number of samples, or the summed class weights of the counted
+        ones), which is Keras' ``"sum_over_batch_size"`` when there are no class weights.
     xp : array namespace, optional
         Inferred from the array arguments when None.
 """
@@ -48,7 +53,8 @@ RAISES_DOC = r"""
     ValueError
         Shape mismatches, labels out of range or on masked classes, ``epsilon`` outside
         [0, 1], an invalid prior, ``weight`` of the wrong length, an unknown ``reduction``,
-        ``ignore_index`` with probability targets. Under ``jax.jit`` and on lazy Dask
+        ``ignore_index`` with probability targets, a negative or non-finite
+        ``sample_weight``. Under ``jax.jit`` and on lazy Dask
         arrays, invalid values cannot be seen: the affected results are NaN instead.
 """
 

@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._assembly import dense_coefficients, mask_rows, reduce, solve
+from ._assembly import dense_coefficients, finish_rows, reduce, solve
 from ._backend import device_of, wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
 from ._problem import LossOptions, Problem, complete_options, prepare, with_options
@@ -113,7 +113,7 @@ def _per_sample(problem: Problem) -> Any:
         divergence = xp.sum(terms, axis=-1, keepdims=True) + _mass_defect(problem)
     else:
         divergence = xp.sum(_weighted_terms(targets, log_p, problem.weight, xp), axis=-1, keepdims=True)
-    return mask_rows(problem, divergence)
+    return finish_rows(problem, divergence)
 
 
 @with_options()

@@ -60,6 +60,7 @@ class Problem:
     weight: Any  # working dtype (K,) or None
     allowed: Any  # bool, class last, full shape, or None
     num_allowed: Any  # int K or acc array batch + (1,)
+    sample_weight: Any  # acc array batch + (1,) or None
     ignored: Any  # bool batch + (1,) or None
     poison: Any  # bool batch + (1,) or None: rows whose result must be NaN
     reduction: str
@@ -96,6 +97,7 @@ class AdapterOptions(TypedDict, total=False):
     ignore_index: int | None
     where: Any
     reduction: str
+    sample_weight: Any
 
 
 class LossOptions(AdapterOptions, total=False):
@@ -115,6 +117,7 @@ def prepare(
     ignore_index: int | None = None,
     where: Any = None,
     reduction: str = "mean",
+    sample_weight: Any = None,
     xp: Any = None,
     **unknown: Any,
 ) -> Problem:
@@ -123,8 +126,8 @@ def prepare(
     The options' defaults here are those of every smoothed loss (see :func:`with_options`).
     """
     if unknown:
-        raise TypeError(_unknown_options_message(unknown))
-    layout = _layout(logits, targets, (epsilon, prior, weight, where), axis, xp)
+        raise TypeError(_unknown_options_message(unknown, prepare))
+    layout = _layout(logits, targets, (epsilon, prior, weight, where, sample_weight), axis, xp)
     xp = layout.xp
     reduction = check_reduction(reduction)
     check_prior_kind(prior)
@@ -140,7 +143,8 @@ def prepare(
     weight = _class_weight(weight, layout)
     prior, prior_poison = _array_prior(prior, layout, allowed)
     epsilon, epsilon_poison = _per_sample_epsilon(epsilon, layout)
-    poison = either_mask(either_mask(poison, prior_poison), epsilon_poison)
+    sample_weight, weight_poison = _sample_weight(sample_weight, layout)
+    poison = either_mask(either_mask(either_mask(poison, prior_poison), epsilon_poison), weight_poison)
     labels = probabilities = ignored = None
     if is_labels:
         labels, ignored, target_poison = _label_targets(targets, layout, ignore_index, allowed)
@@ -157,6 +161,7 @@ def prepare(
         allowed=allowed,
         num_allowed=num_allowed,
         ignored=ignored,
+        sample_weight=sample_weight,
         poison=either_mask(poison, target_poison),
         reduction=reduction,
         axis=layout.axis,
@@ -170,24 +175,25 @@ def prepare(
 _OTHER_NAMES = {"label_smoothing": "epsilon", "dim": "axis", "mask": "where"}
 
 
-def _unknown_options_message(unknown: dict) -> str:
-    options = list(_option_defaults(namespace=True))
+def _unknown_options_message(unknown: dict, source: Callable[..., Any]) -> str:
+    options = list(_option_defaults(True, source))
     names = ", ".join(repr(name) for name in unknown)
     hints = "".join(f"; {name!r} is {_OTHER_NAMES[name]!r} here" for name in unknown if name in _OTHER_NAMES)
     return f"unexpected keyword argument {names}: the options are {', '.join(options)}{hints}"
 
 
-def complete_options(options: Any, *, namespace: bool = True) -> dict:
-    """Every option by name, with the defaults of :func:`prepare` for those not given."""
-    known = _option_defaults(namespace)
+def complete_options(options: Any, *, namespace: bool = True, source: Callable[..., Any] | None = None) -> dict:
+    """Every option by name, with the defaults of ``source`` (:func:`prepare`) for those not given."""
+    source = prepare if source is None else source
+    known = _option_defaults(namespace, source)
     unknown = {name: value for name, value in options.items() if name not in known}
     if unknown:
-        raise TypeError(_unknown_options_message(unknown))
+        raise TypeError(_unknown_options_message(unknown, source))
     return {**known, **options}
 
 
-def _option_defaults(namespace: bool) -> dict:
-    parameters = inspect.signature(prepare).parameters.values()
+def _option_defaults(namespace: bool, source: Callable[..., Any]) -> dict:
+    parameters = inspect.signature(source).parameters.values()
     return {
         parameter.name: parameter.default
         for parameter in parameters
@@ -198,14 +204,18 @@ def _option_defaults(namespace: bool) -> dict:
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
-def with_options(*, namespace: bool = True) -> Callable[[_Function], _Function]:
+def with_options(
+    *, namespace: bool = True, source: Callable[..., Any] | None = None
+) -> Callable[[_Function], _Function]:
     """Give a ``(logits, targets, /, **options)`` function the signature its options have.
 
     ``inspect.signature`` (``help()``, IDEs, documentation) then shows every option with
-    its default, from :func:`prepare`; ``namespace=False`` leaves ``xp`` out (adapters).
+    its default, from ``source`` (:func:`prepare` unless given); ``namespace=False``
+    leaves ``xp`` out (adapters).
     """
-    defaults = _option_defaults(namespace)
-    options = [parameter for name, parameter in inspect.signature(prepare).parameters.items() if name in defaults]
+    source = prepare if source is None else source
+    defaults = _option_defaults(namespace, source)
+    options = [parameter for name, parameter in inspect.signature(source).parameters.items() if name in defaults]
 
     def decorate(function: _Function) -> _Function:
         own = inspect.signature(function).parameters.values()
@@ -374,6 +384,26 @@ def _per_sample_epsilon(epsilon: Any, layout: _Layout) -> tuple[Any, Any]:
     if layout.eager:
         return column, None
     return column, xp.logical_not((column >= 0) & (column <= 1))
+
+
+def _sample_weight(sample_weight: Any, layout: _Layout) -> tuple[Any, Any]:
+    """Keras' per-sample weights as an acc-dtype column (batch + (1,)), checked, with their poison."""
+    if sample_weight is None:
+        return None, None
+    xp = layout.xp
+    require_array("sample_weight", sample_weight)
+    if not (xp.isdtype(sample_weight.dtype, "real floating") or xp.isdtype(sample_weight.dtype, "integral")):
+        msg = f"sample_weight must have a real dtype, got dtype {dtype_name(sample_weight.dtype)}"
+        raise TypeError(msg)
+    check_broadcastable("sample_weight", tuple(sample_weight.shape), layout.batch_shape, "the batch shape")
+    column = xp.broadcast_to(xp.astype(sample_weight, layout.acc), layout.batch_shape)[..., None]
+    bad = xp.logical_not((column >= 0.0) & (column < float("inf")))
+    if not layout.eager:
+        return column, bad
+    if bool(xp.any(bad)):
+        msg = f"sample_weight must be finite and non-negative, got a value of {first_value(column, bad, xp)}"
+        raise ValueError(msg)
+    return column, None
 
 
 def _label_targets(targets: Any, layout: _Layout, ignore_index: int | None, allowed: Any) -> tuple[Any, Any, Any]:

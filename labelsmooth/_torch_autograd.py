@@ -42,7 +42,7 @@ __all__ = [
     "loss",
 ]
 
-INPUTS = ("epsilon", "prior", "weight", "where")
+INPUTS = ("epsilon", "prior", "weight", "where", "sample_weight")
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ def autocast_inputs(logits: Any, targets: Any) -> tuple[Any, Any]:
 
 
 def _operator_loss(logits: Any, targets: Any, arguments: list[Any], static: dict[str, Any]) -> Any:
-    epsilon, prior, weight, where = arguments
+    epsilon, prior, weight, where, sample_weight = arguments
     for name, value in zip(INPUTS, arguments):
         if isinstance(value, torch.Tensor) and value.requires_grad and name != "where":
             msg = (
@@ -233,6 +233,7 @@ def _operator_loss(logits: Any, targets: Any, arguments: list[Any], static: dict
         prior if isinstance(prior, torch.Tensor) else None,
         weight,
         where,
+        sample_weight,
         static["axis"],
         static["ignore_index"],
         static["reduction"],
@@ -251,6 +252,7 @@ def _smoothed_cross_entropy(
     prior: torch.Tensor | None,
     weight: torch.Tensor | None,
     where: torch.Tensor | None,
+    sample_weight: torch.Tensor | None,
     axis: int,
     ignore_index: int | None,
     reduction: str,
@@ -262,6 +264,7 @@ def _smoothed_cross_entropy(
         "prior": prior_kind or prior,
         "weight": weight,
         "where": where,
+        "sample_weight": sample_weight,
         "axis": axis,
         "ignore_index": ignore_index,
         "reduction": reduction,
@@ -280,6 +283,7 @@ def _(
     prior: Any,
     weight: Any,
     where: Any,
+    sample_weight: Any,
     axis: int,
     ignore_index: Any,
     reduction: str,
@@ -292,12 +296,12 @@ def _(
 
 def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
     ctx.save_for_backward(output[1])
-    ctx.spec = LossSpec(cross_entropy_evaluation, (), {"axis": inputs[8], "reduction": inputs[10]})
+    ctx.spec = LossSpec(cross_entropy_evaluation, (), {"axis": inputs[9], "reduction": inputs[11]})
 
 
 def _operator_backward(ctx: Any, grad_loss: Any, _grad_of_gradient: Any) -> tuple[Any, ...]:
     (grad,) = ctx.saved_tensors
-    return (grad * _broadcast_cotangent(grad_loss, grad, ctx.spec), *[None] * 11)
+    return (grad * _broadcast_cotangent(grad_loss, grad, ctx.spec), *[None] * 12)
 
 
 _smoothed_cross_entropy.register_autograd(_operator_backward, setup_context=_setup_context)

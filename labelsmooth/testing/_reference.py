@@ -93,6 +93,7 @@ class _Options(NamedTuple):
     ignore_index: Any
     where: Any
     reduction: Any
+    sample_weight: Any
     dps: int
 
 
@@ -106,6 +107,7 @@ class _Rows(NamedTuple):
     epsilon: np.ndarray  # (N,)
     prior: Any  # None, "others" or (N, K) float64 rows
     weights: np.ndarray | None  # (K,)
+    sample_weights: np.ndarray | None  # (N,)
     ignore_index: int | None
     masked: bool  # whether a where mask was given
     batch_shape: tuple[int, ...]
@@ -175,6 +177,19 @@ def _epsilon_rows(epsilon: Any, batch_shape: tuple[int, ...], num_rows: int) -> 
     return eps_rows
 
 
+def _sample_weight_rows(sample_weight: Any, batch_shape: tuple[int, ...]) -> np.ndarray | None:
+    """Per-sample weights as checked ``(N,)`` float64, or None."""
+    if sample_weight is None:
+        return None
+    rows = _broadcast("sample_weight", _real_float64("sample_weight", sample_weight), batch_shape, "the batch shape")
+    rows = rows.reshape(-1)
+    bad = ~((rows >= 0) & np.isfinite(rows))
+    if np.any(bad):
+        msg = f"sample_weight must be finite and non-negative, got a value of {rows[bad][0]}"
+        raise ValueError(msg)
+    return rows
+
+
 def _prior_rows(prior: Any, full_shape: tuple[int, ...], axis: int, num_rows: int) -> Any:
     """None, ``"others"``, or the prior as checked ``(N, K)`` float64 rows."""
     if isinstance(prior, str):
@@ -236,6 +251,7 @@ def _prepare(logits: Any, targets: Any, options: _Options) -> tuple[_Rows, str]:
         epsilon=_epsilon_rows(options.epsilon, batch_shape, num_rows),
         prior=_prior_rows(options.prior, full_shape, axis, num_rows),
         weights=_class_weights(options.weight, num_classes),
+        sample_weights=_sample_weight_rows(options.sample_weight, batch_shape),
         ignore_index=ignore_index,
         masked=options.where is not None,
         batch_shape=batch_shape,
@@ -381,6 +397,11 @@ def _per_sample(mpmath: Any, rows: _Rows, need_grad: bool) -> tuple[list[Any], l
         coef = _coefficients(ctx, rows, i, classes, target, w_row)
         z_i = _exact_logits(mpmath, rows.logits[i, classes])
         loss, grad_row = _sample_loss(ctx, z_i, coef, classes, num_classes, need_grad)
+        if rows.sample_weights is not None:
+            # Keras' sample weights multiply the sample's loss and gradient, not the normaliser.
+            factor = ctx.mpf(float(rows.sample_weights[i]))
+            loss = factor * loss
+            grad_row = None if grad_row is None else [factor * g for g in grad_row]
         losses.append(loss)
         grads.append(grad_row)
     return losses, grads, counted
@@ -431,7 +452,7 @@ _PARAMETERS_DOC = r"""
     targets : array
         Integer labels (the logits' shape without ``axis``) or floating probability rows
         (the logits' shape), as in :func:`labelsmooth.cross_entropy`.
-    epsilon, prior, axis, weight, ignore_index, where, reduction
+    epsilon, prior, axis, weight, ignore_index, where, reduction, sample_weight
         Exactly as in :func:`labelsmooth.cross_entropy`: ``q' = (1 - eps) q + eps u`` with
         ``u`` uniform over the allowed classes (``prior=None``), ``(allowed - q)/(K - 1)``
         (``"others"``) or the given prior (renormalised over the allowed classes when
