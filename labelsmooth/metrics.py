@@ -48,9 +48,9 @@ __all__ = [
 
 _NAN = float("nan")
 
-NORMS = ("l1", "l2", "max")
-STRATEGIES = ("uniform", "quantile")
-CONVENTIONS = ("guo", "torchmetrics")
+_NORMS = ("l1", "l2", "max")
+_STRATEGIES = ("uniform", "quantile")
+_CONVENTIONS = ("guo", "torchmetrics")
 
 # (significant bits, smallest normal exponent) of IEEE float32.
 _FLOAT32_FORMAT = (24, -126)
@@ -356,9 +356,9 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 def _check_options(n_bins: Any, norm: Any, strategy: Any, convention: Any) -> tuple[int, str, str, str]:
     n_bins = check_positive_int("n_bins", n_bins)
-    norm = _check_choice("norm", norm, NORMS)
-    strategy = _check_choice("strategy", strategy, STRATEGIES)
-    convention = _check_choice("convention", convention, CONVENTIONS)
+    norm = _check_choice("norm", norm, _NORMS)
+    strategy = _check_choice("strategy", strategy, _STRATEGIES)
+    convention = _check_choice("convention", convention, _CONVENTIONS)
     if convention == "torchmetrics" and strategy != "uniform":
         msg = f"strategy must be 'uniform' with convention='torchmetrics' (its bins are equal-width), got {strategy!r}"
         raise ValueError(msg)
@@ -540,7 +540,7 @@ expected_calibration_error.__doc__ = (
     >>> y = xp.asarray([0, 1, 0, 1])
     >>> round(float(expected_calibration_error(p, y, n_bins=5)), 12)  # (|1.8-1| + |0.6-1| + |0.7-1|) / 4
     0.375
-    >>> round(float(expected_calibration_error(p, y, n_bins=5, norm="max")), 12)  # bin (0.4, 0.6]
+    >>> round(float(expected_calibration_error(p, y, n_bins=5, norm="max")), 12)  # |0.5 - 0.9| = |1 - 0.6|
     0.4
     >>> # A confidence of 0.6 on an edge: in (0.4, 0.6] ("guo"), in [0.6, 0.8) ("torchmetrics").
     >>> p = xp.asarray([[0.6, 0.4], [0.7, 0.3]])
