@@ -16,6 +16,7 @@ from ._backend import (
     values_checkable,
     wants_torch_autograd,
 )
+from ._docs import loss_doc
 from ._problem import complete_options, with_options
 from ._validation import (
     check_broadcastable,
@@ -333,7 +334,7 @@ def binary_cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpa
     return _evaluation(logits, targets, dict(options), True)
 
 
-binary_cross_entropy.__doc__ = (
+binary_cross_entropy.__doc__ = loss_doc(
     r"""Sigmoid cross-entropy of logits against label-smoothed binary targets.
 
     .. math::
@@ -352,20 +353,12 @@ binary_cross_entropy.__doc__ = (
 
     Equals PyTorch's ``F.binary_cross_entropy_with_logits(z, y', weight=w, reduction=r)``
     and, for ``"mean"``, Keras' ``BinaryCrossentropy(from_logits=True, label_smoothing=eps)``.
-"""
-    + _DOC_PARAMETERS
-    + r"""
-    Returns
-    -------
-    array
+""",
+    r"""    array
         Scalar for ``"mean"``/``"sum"``, the shape of ``logits`` for ``"none"``; dtype of
         ``logits`` (float16/bfloat16 are computed in float32 and cast back).
-"""
-    + _DOC_RAISES
-    + r"""
-    Examples
-    --------
-    >>> import array_api_strict as xp
+""",
+    r"""    >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> z = xp.asarray([[2.0, -1.0]])
     >>> y = xp.asarray([[1.0, 0.0]])
@@ -373,10 +366,12 @@ binary_cross_entropy.__doc__ = (
     0.220094849281
     >>> round(float(ls.binary_cross_entropy(z, y, epsilon=0.1)), 12)
     0.295094849281
-"""
+""",
+    parameters=_DOC_PARAMETERS,
+    raises=_DOC_RAISES,
 )
 
-binary_cross_entropy_grad.__doc__ = (
+binary_cross_entropy_grad.__doc__ = loss_doc(
     r"""Analytic gradient of :func:`binary_cross_entropy` with respect to the logits.
 
     .. math:: \frac{\partial \ell}{\partial z} = \sigma(z) - y'
@@ -386,45 +381,33 @@ binary_cross_entropy_grad.__doc__ = (
     taken as ``(1 - y') - t`` or ``t - y'`` with ``t = exp(-|z|)/(1 + exp(-|z|))``, so a
     saturated logit next to a matching target keeps its small residual. Equal to
     ``jax.grad`` / ``torch.autograd`` of :func:`binary_cross_entropy`.
-"""
-    + _DOC_PARAMETERS
-    + r"""
-    Returns
-    -------
-    array
+""",
+    r"""    array
         Same shape and dtype as ``logits``.
-"""
-    + _DOC_RAISES
-    + r"""
-    Examples
-    --------
-    >>> import array_api_strict as xp
+""",
+    r"""    >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> ls.binary_cross_entropy_grad(xp.asarray([0.0, 0.0]), xp.asarray([1, 0]), epsilon=0.2, reduction="sum")
     Array([-0.4,  0.4], dtype=array_api_strict.float64)
-"""
+""",
+    parameters=_DOC_PARAMETERS,
+    raises=_DOC_RAISES,
 )
 
-binary_cross_entropy_with_grad.__doc__ = (
+binary_cross_entropy_with_grad.__doc__ = loss_doc(
     r"""Loss and gradient of :func:`binary_cross_entropy` together.
 
     Returns ``(binary_cross_entropy(...), binary_cross_entropy_grad(...))``; the smoothed
     targets and ``exp(-|z|)`` are formed once and shared.
-"""
-    + _DOC_PARAMETERS
-    + r"""
-    Returns
-    -------
-    loss, grad : tuple of arrays
-"""
-    + _DOC_RAISES
-    + r"""
-    Examples
-    --------
-    >>> import array_api_strict as xp
+""",
+    r"""    loss, grad : tuple of arrays
+""",
+    r"""    >>> import array_api_strict as xp
     >>> import labelsmooth as ls
     >>> loss, grad = ls.binary_cross_entropy_with_grad(xp.asarray([0.0]), xp.asarray([1.0]), epsilon=0.2)
     >>> round(float(loss), 12), grad  # log 2 at z = 0; sigmoid(0) - 0.9
     (0.69314718056, Array([-0.4], dtype=array_api_strict.float64))
-"""
+""",
+    parameters=_DOC_PARAMETERS,
+    raises=_DOC_RAISES,
 )

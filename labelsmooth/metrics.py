@@ -135,20 +135,9 @@ def _prepare(probs: Any, labels: Any, axis: Any, xp: Any) -> tuple[Any, Any, Any
 
     bad_probs = xp.logical_not((probs >= 0) & (probs <= 1))
     bad_labels = (labels < 0) | (labels >= num_classes)
-    poison = None
-    if values_checkable(probs, labels):
-        if bool(xp.any(bad_probs)):
-            msg = (
-                f"probs must be probabilities in [0, 1] (apply softmax to logits first), "
-                f"got a value of {first_value(probs, bad_probs, xp)}"
-            )
-            raise ValueError(msg)
-        if bool(xp.any(bad_labels)):
-            value = first_value(labels, bad_labels, xp)
-            msg = f"labels must be class indices in [0, {num_classes}), got a label of {value}"
-            raise ValueError(msg)
-    else:
-        poison = xp.any(bad_probs) | xp.any(bad_labels)
+    labels_rule = f"class indices in [0, {num_classes})"
+    poison = _checked(probs, labels, bad_probs, bad_labels, ("softmax", labels_rule), xp)
+    if poison is not None:
         flat_labels = xp.where((flat_labels >= 0) & (flat_labels < num_classes), flat_labels, 0)
     return xp, p, flat_labels, poison, probs.dtype, acc, num_classes
 
@@ -309,22 +298,27 @@ def _positive_class(probs: Any, labels: Any, xp: Any) -> _Columns:
     flat_labels = xp.reshape(labels, (-1, 1))
     bad_probs = xp.logical_not((probs >= 0) & (probs <= 1))
     bad_labels = (labels != 0) & (labels != 1)
-    poison = None
-    if values_checkable(probs, labels):
-        if bool(xp.any(bad_probs)):
-            msg = (
-                f"probs must be probabilities in [0, 1] (apply a sigmoid to logits first), "
-                f"got a value of {first_value(probs, bad_probs, xp)}"
-            )
-            raise ValueError(msg)
-        if bool(xp.any(bad_labels)):
-            value = first_value(labels, bad_labels, xp)
-            msg = f"labels must be 0 or 1 (1 is the positive class), got a label of {value}"
-            raise ValueError(msg)
-    else:
-        poison = xp.any(bad_probs) | xp.any(bad_labels)
+    rules = ("a sigmoid", "0 or 1 (1 is the positive class)")
+    poison = _checked(probs, labels, bad_probs, bad_labels, rules, xp)
     outcome = xp.astype(flat_labels == 1, acc)
     return _Columns(xp, p, outcome, poison, probs.dtype, acc, _float_format(xp, probs.dtype))
+
+
+def _checked(probs: Any, labels: Any, bad_probs: Any, bad_labels: Any, rules: tuple[str, str], xp: Any) -> Any:
+    """Raise on bad values where they can be read; else the poison flag (None when read)."""
+    activation, labels_rule = rules
+    if not values_checkable(probs, labels):
+        return xp.any(bad_probs) | xp.any(bad_labels)
+    if bool(xp.any(bad_probs)):
+        msg = (
+            f"probs must be probabilities in [0, 1] (apply {activation} to logits first), "
+            f"got a value of {first_value(probs, bad_probs, xp)}"
+        )
+        raise ValueError(msg)
+    if bool(xp.any(bad_labels)):
+        msg = f"labels must be {labels_rule}, got a label of {first_value(labels, bad_labels, xp)}"
+        raise ValueError(msg)
+    return None
 
 
 def _poisoned(value: Any, poison: Any, xp: Any) -> Any:
