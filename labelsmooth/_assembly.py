@@ -169,10 +169,11 @@ def _mean_denominator(problem: Any) -> Any:
     xp, acc = problem.xp, problem.acc
     shape = (*tuple(problem.logits.shape[:-1]), 1)
     if problem.labels is None or (problem.weight is None and problem.ignored is None):
+        # The number of samples, known from the shape: a Python number, no array work.
         count = 1
         for size in shape[:-1]:
             count *= size
-        return xp.asarray(float(count), dtype=acc, device=device_of(problem.logits))
+        return float(count)
     if problem.weight is None:
         counted = xp.ones(shape, dtype=acc, device=device_of(problem.logits))
     else:
@@ -192,6 +193,8 @@ def _safe_divide(numerator: Any, denominator: Any, xp: Any) -> Any:
 
 def _reciprocal(problem: Any, denominator: Any) -> Any:
     """The row scale of ``"mean"``: every row's gradient is divided by the normaliser."""
+    if isinstance(denominator, float):
+        return _NAN if denominator == 0.0 else 1.0 / denominator
     one = problem.xp.asarray(1.0, dtype=problem.acc, device=device_of(problem.logits))
     return _safe_divide(one, denominator, problem.xp)
 
@@ -208,7 +211,10 @@ def reduce(problem: Any, per_sample: Any, denominator: Any = None) -> Any:
     total = xp.reshape(xp.sum(per_sample), (1,))
     if problem.reduction == "mean":
         denominator = _mean_denominator(problem) if denominator is None else denominator
-        total = _safe_divide(total, denominator, xp)
+        if isinstance(denominator, float):
+            total = total * _NAN if denominator == 0.0 else total / denominator
+        else:
+            total = _safe_divide(total, denominator, xp)
     return xp.reshape(xp.astype(total, problem.result_dtype), ())
 
 

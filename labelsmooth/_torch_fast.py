@@ -46,14 +46,14 @@ def supports(task: Any) -> bool:
             return False
         if type(tensor) is not torch.Tensor:
             return False
-    return _numpy_fast.supports(_numpy_task(task))
+    return _numpy_fast.supports(_numpy_task(task, ("logits", "labels", "profile")))
 
 
-def _numpy_task(task: Any) -> Any:
-    """The same task on NumPy views of the tensors."""
+def _numpy_task(task: Any, fields: tuple[str, ...] = _ARRAY_FIELDS) -> Any:
+    """The same task on NumPy views of the tensors (of ``fields``: those a check reads)."""
     torch = sys.modules["torch"]
     views = {}
-    for name in _ARRAY_FIELDS:
+    for name in fields:
         value = getattr(task, name)
         views[name] = value.detach().numpy() if isinstance(value, torch.Tensor) else value
     threads = sys.modules["torch"].get_num_threads()
