@@ -4,7 +4,8 @@ Before the kernel, from the labels and options alone: the target weights' coeffi
 (``_core.label_coefficients``, or the dense ``c = w * q'``), the reduction's normaliser and
 row scale, and the gradient's per-row coefficients, packed into a ``_kernel.Task``. A
 kernel then runs the passes over the logits (the backend's own where one applies, else
-``_kernel.run``). After it, from its row statistics: the per-sample loss
+``_kernel.run``; CPU tensors that autograd does not track are evaluated on NumPy views,
+``_torch_fast``). After it, from its row statistics: the per-sample loss
 ``T log s + sum_k c_k d_k`` with ignored rows 0 and poisoned rows NaN, the reduction with
 PyTorch's normaliser, and the gradient in the caller's dtype and layout.
 """
@@ -19,11 +20,17 @@ from ._backend import device_of, fast_paths_enabled
 __all__ = ["dense_coefficients", "finish_gradient", "finish_rows", "reduce", "solve"]
 
 _NAN = float("nan")
-_BACKEND_KERNELS = (_numpy_fast, _jax_fast, _torch_fast)
+_BACKEND_KERNELS = (_numpy_fast, _jax_fast)
 
 
 def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``)."""
+    if fast_paths_enabled():
+        views = _torch_fast.numpy_views(problem)
+        if views is not None:
+            # The whole evaluation on NumPy views of CPU tensors: the NumPy kernel, and the
+            # algebra around it in NumPy, whose per-call cost is a fraction of torch's.
+            return _torch_fast.as_tensors(solve(views, with_grad=with_grad), problem)
     denominator = _mean_denominator(problem) if problem.reduction == "mean" else None
     scale = 1.0 if denominator is None else _reciprocal(problem, denominator)
     if problem.sample_weight is not None:
@@ -62,6 +69,7 @@ def _task(problem: Any, with_grad: bool, **fields: Any) -> _kernel.Task:
         with_grad=with_grad,
         zero_rows=problem.ignored,
         nan_rows=problem.poison,
+        threads=problem.threads,
         **fields,
     )
 

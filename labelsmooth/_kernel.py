@@ -15,7 +15,7 @@ and returns :class:`RowStatistics`: for each row (class axis last, ``S = z - m``
 A kernel holds no loss algebra: what the statistics mean for the loss, the reduction and
 the gradient's coefficients is written once, in ``_assembly``. :func:`run` is the kernel
 in array-API code that every backend can run; the backend kernels (``_numpy_fast``,
-``_jax_fast``, ``_torch_fast``) run the same passes faster where they apply.
+``_jax_fast``) run the same passes faster where they apply (CPU tensors on NumPy views).
 """
 
 from __future__ import annotations

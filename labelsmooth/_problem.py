@@ -68,6 +68,7 @@ class Problem:
     ndim: int
     result_dtype: Any
     acc: Any
+    threads: int | None = None  # the caller's thread limit for kernels that use threads
 
 
 @dataclass
