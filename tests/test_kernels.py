@@ -195,3 +195,23 @@ def test_numpy_kernel_against_pytorch(case: tuple) -> None:
         loss, grad = ls.cross_entropy_with_grad(arrays["z"], arrays[targets], **kwargs)
         np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-13, atol=1e-15, err_msg=name)
         np.testing.assert_allclose(grad, expected_grad.numpy(), rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_numpy_kernel_threads_stay_within_threadpoolctl_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that limited its threads with threadpoolctl gets one thread from the kernel too."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_numpy_fast, "_PARALLEL_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(_numpy_fast, "_BLOCK_BYTES", 1024)
+    monkeypatch.setenv("LABELSMOOTH_NUM_THREADS", "4")
+    seen: list = []
+    original = _numpy_fast._usable_threads
+    monkeypatch.setattr(_numpy_fast, "_usable_threads", lambda limit: seen.append(original(limit)) or seen[-1])
+    arrays = _case_arrays(np.random.default_rng(3))
+    z = np.tile(arrays["z"], (10, 1))
+    labels = np.tile(arrays["labels"], 10)
+    with threadpoolctl.threadpool_limits(1):
+        loss, grad = ls.cross_entropy_with_grad(z, labels, epsilon=0.1)
+    assert seen == [1]
+    expected_loss, expected_grad = cross_entropy_rows(z, labels, epsilon=0.1)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
