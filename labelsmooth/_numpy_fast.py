@@ -447,6 +447,15 @@ def _plan(task: Any) -> _Plan:
 
 def run(task: Any) -> _kernel.RowStatistics:
     """The row statistics (and gradient) of a task this kernel supports."""
+    if _transposable(task):
+        with np.errstate(all="ignore"):
+            stats = _run_transposed(task)
+        if stats is not None:
+            return stats
+    return _run_blocked(task)
+
+
+def _run_blocked(task: Any) -> _kernel.RowStatistics:
     z = task.logits
     column = (*z.shape[:-1], 1)
     with np.errstate(all="ignore"):
@@ -469,3 +478,103 @@ def run(task: Any) -> _kernel.RowStatistics:
         h=1.0 if plan.profile_scale is None else plan.profile_scale.reshape(column),
         grad=None if grad_rows is None else grad_rows.reshape(z.shape),
     )
+
+
+# --- few classes: the passes over a transposed copy ----------------------------------------
+# NumPy reduces a row of a few elements slowly (each row is its own inner loop); over the
+# transposed (K, M) copy the same reductions run along M, vectorised, and the copy (one
+# pass, cache-resident at these sizes) costs less than what it saves.
+_TRANSPOSED_MAX_CLASSES = 32
+
+
+def _transposable(task: Any) -> bool:
+    z = task.logits
+    if task.labels is None or z.shape[-1] > _TRANSPOSED_MAX_CLASSES or z.nbytes > _BLOCK_BYTES:
+        return False
+    return task.profile is None or _single_row(task.profile, z.shape) is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _columns(count: int) -> np.ndarray:
+    columns = np.arange(count)
+    columns.flags.writeable = False
+    return columns
+
+
+def _run_transposed(task: Any) -> _kernel.RowStatistics | None:
+    """The statistics on a ``(K, M)`` copy, or None for rows the blocked kernel must take.
+
+    Those are rows whose maximum is not finite and rows whose profile sum overflows, both
+    handled there; the sums are float64 and the maximum's exact 1 is kept out of ``s``, as
+    in the blocked kernel.
+    """
+    z = task.logits
+    k = z.shape[-1]
+    # A copy always (ascontiguousarray would return a view of one row's logits).
+    zt = np.array(np.reshape(z, (-1, k)).T, order="C")
+    m = zt.shape[1]
+    flat = zt.reshape(-1)
+    columns = _columns(m)
+    at_top = np.argmax(zt, axis=0) * m + columns
+    shift = flat[at_top]
+    if not np.isfinite(shift).all():
+        return None
+    labels = np.reshape(task.labels, -1)
+    at_label = labels * m + columns
+    true_half = shift.astype(np.float64) * 0.5 - flat[at_label].astype(np.float64) * 0.5
+    np.subtract(zt, shift, out=zt)
+    profile = None if task.profile is None else _single_row(task.profile, z.shape)[:, None]
+    distance, h = None, 1.0
+    if task.sum_profile:
+        distance = _transposed_distance(task, zt, flat, at_label, profile)
+        if distance is None:
+            return None
+    np.exp(zt, out=zt)
+    # The maximum's exact 1 kept out of the sum: log1p(rest) keeps full relative precision.
+    flat[at_top] = 0.0
+    rest = np.add.reduce(zt, axis=0, dtype=np.float64)
+    grad = None
+    if task.with_grad:
+        flat[at_top] = 1.0
+        grad = _transposed_gradient(task, zt, flat, at_label, profile, rest)
+    column = (*z.shape[:-1], 1)
+    return _kernel.RowStatistics(
+        log_sum=np.log1p(rest).reshape(column),
+        true_half=true_half.reshape(column),
+        profile_distance=None if distance is None else distance.reshape(column),
+        h=h,
+        grad=grad,
+    )
+
+
+def _transposed_distance(task: Any, zt: Any, flat: Any, at_label: Any, profile: Any) -> Any:
+    """``sum_k profile_k (m - z_k)`` of each column of ``zt = z - m``, or None on overflow."""
+    if task.exclude_label:
+        # The true class left out of the sum, not subtracted afterwards (which would cancel).
+        true_shifted = flat[at_label]
+        flat[at_label] = 0.0
+    source = zt
+    if profile is not None:
+        # A class without target mass counts 0 even at a -inf logit (not 0 * inf).
+        source = np.where(profile == 0.0, 0.0, zt * profile)
+    sums = np.add.reduce(source, axis=0, dtype=np.float64)
+    if task.exclude_label:
+        flat[at_label] = true_shifted
+    if not np.isfinite(sums).all():
+        return None
+    return -sums
+
+
+def _transposed_gradient(task: Any, zt: Any, flat: Any, at_label: Any, profile: Any, rest: Any) -> Any:
+    """``a exp(S) / s - b profile - c e_y`` from ``zt = exp(S)``, in the logits' layout."""
+    work = zt.dtype
+    batch = task.logits.shape[:-1]
+    zt *= (_flat_rows(task.prob_coef, batch) / (rest + 1.0)).astype(work)
+    if task.spread_coef is not None:
+        spread = _work_values(_flat_rows(task.spread_coef, batch), work)
+        zt -= spread if profile is None else profile * spread
+    flat[at_label] -= _work_values(_flat_rows(task.true_coef, batch), work)
+    grad = np.ascontiguousarray(zt.T).reshape(task.logits.shape)
+    if task.zero_rows is not None:
+        grad[np.broadcast_to(task.zero_rows[..., 0], batch)] = 0.0
+    return grad

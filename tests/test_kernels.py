@@ -95,8 +95,8 @@ def _expected_kernel(backend: str, targets: str, options: dict) -> Any:
 def _kernels_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
     """The kernel modules whose ``run`` each call reached first."""
     ran: list = []
-    for module in (_kernel, _numpy_fast, _jax_fast):
-        original = module.run
+    originals = {module: module.run for module in (_kernel, _numpy_fast, _jax_fast)}
+    for module, original in originals.items():
 
         def spy(task: Any, module: Any = module, original: Any = original) -> Any:
             ran.append(module)
@@ -104,7 +104,8 @@ def _kernels_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
 
         monkeypatch.setattr(module, "run", spy)
     yield ran
-    monkeypatch.undo()
+    for module, original in originals.items():
+        monkeypatch.setattr(module, "run", original)
 
 
 def _oracle(arrays: dict, targets: str, options: dict, reduction: str) -> tuple:
@@ -131,8 +132,24 @@ def _numpy_call(z: Any, targets: Any, kwargs: dict) -> tuple:
     return ls.cross_entropy(z, targets, **kwargs), ls.cross_entropy_grad(z, targets, **kwargs)
 
 
+def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the NumPy kernel take its row-blocked passes, or fail if labels leave its transposed ones."""
+    if layout == "blocked":
+        monkeypatch.setattr(_numpy_fast, "_TRANSPOSED_MAX_CLASSES", 0)
+        return
+    if targets == "probabilities":
+        return  # dense targets always take the row blocks
+
+    def refuse(task: Any) -> Any:
+        raise AssertionError("the transposed passes should have run")
+
+    monkeypatch.setattr(_numpy_fast, "_run_blocked", refuse)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "blocked"])
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_numpy_kernels(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_numpy_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _numpy_layout(layout, case[1], monkeypatch)
     _check(_expected_kernel("numpy", case[1], case[2]), _numpy_call, np.asarray, np.asarray, case, monkeypatch)
 
 
@@ -146,9 +163,12 @@ def test_array_api_kernel(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch")
+@pytest.mark.parametrize("layout", ["transposed", "blocked"])
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_torch_kernels(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
+
+    _numpy_layout(layout, case[1], monkeypatch)
 
     kernel = _expected_kernel("torch", case[1], case[2])
     _check(kernel, _numpy_call, lambda t: t.numpy(), torch.from_numpy, case, monkeypatch)
