@@ -43,7 +43,13 @@ def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
     stats = _kernel_for(task)(task)
     if problem.labels is not None:
         per_sample = _core.label_loss(
-            coefficients, stats.log_sum, stats.true_half, stats.profile_distance, stats.h, problem.xp
+            coefficients,
+            stats.log_sum,
+            stats.true_half,
+            stats.profile_distance,
+            stats.h,
+            problem.xp,
+            eager=problem.eager,
         )
     else:
         per_sample = total * stats.log_sum + stats.profile_distance / stats.h

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import numbers
 import sys
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ __all__ = [
     "index_dtype",
     "is_numpy_scalar",
     "is_traced",
+    "isdtype",
     "namespace_of",
     "subtract_quietly",
     "values_checkable",
@@ -118,12 +120,30 @@ def subtract_quietly(a: Any, b: Any, xp: Any) -> Any:
     return a - b
 
 
+# The namespace of each combination of argument types met so far: it depends on the types
+# alone, and resolving it costs more than a small problem's arithmetic.
+_NAMESPACES: dict[tuple[type, ...], Any] = {}
+_NAMESPACES_KEPT = 64
+
+
 def namespace_of(*objects: Any, xp: Any = None) -> Any:
     """Resolve the array namespace from every array argument.
 
     Python scalars, strings and ``None`` are ignored. Arrays of different libraries are a
     ``TypeError`` (raised by ``array_api_compat.array_namespace``).
     """
+    if xp is None:
+        key = tuple(type(obj) for obj in objects if obj is not None)
+        found = _NAMESPACES.get(key)
+        if found is None:
+            found = _resolve_namespace(objects)
+            if len(_NAMESPACES) < _NAMESPACES_KEPT:
+                _NAMESPACES[key] = found
+        return found
+    return _resolve_namespace(objects, xp)
+
+
+def _resolve_namespace(objects: tuple, xp: Any = None) -> Any:
     arrays = [obj for obj in objects if obj is not None and is_array_api_obj(obj)]
     # NumPy scalars (the result of NumPy arithmetic on 0-d arrays) are numbers beside the
     # arrays of another library: they decide the namespace only when nothing else does.
@@ -145,13 +165,33 @@ def namespace_of(*objects: Any, xp: Any = None) -> Any:
         raise TypeError(msg) from exc
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    return bool(xp.isdtype(dtype, kind))
+
+
+def isdtype(xp: Any, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered (a small problem's checks ask it every call)."""
+    try:
+        return _cached_isdtype(xp, dtype, kind)
+    except TypeError:  # a namespace or dtype that cannot be hashed
+        return bool(xp.isdtype(dtype, kind))
+
+
 def device_of(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+# Types whose values can always be read (neither JAX nor Dask arrays, or not arrays at all).
+_EAGER_TYPES: set[type] = set()
+
+
 def is_traced(x: Any) -> bool:
     """True when the values of ``x`` cannot be read now (JAX tracer, lazy Dask array)."""
-    if x is None or not is_array_api_obj(x):
+    if x is None or type(x) in _EAGER_TYPES:
+        return False
+    if not is_array_api_obj(x) or not (is_dask_array(x) or is_jax_array(x)):
+        _EAGER_TYPES.add(type(x))
         return False
     if is_dask_array(x):
         return True

@@ -232,7 +232,16 @@ def label_coefficients(
     )
 
 
-def label_loss(coefs: LabelCoefficients, log_sum: Any, true_half: Any, spread_distance_h: Any, h: Any, xp: Any) -> Any:
+def label_loss(
+    coefs: LabelCoefficients,
+    log_sum: Any,
+    true_half: Any,
+    spread_distance_h: Any,
+    h: Any,
+    xp: Any,
+    *,
+    eager: bool = False,
+) -> Any:
     """Per-sample loss ``T log s + c'_y d_y + spread * sum_k profile_k d_k``.
 
     ``true_half = d_y / 2``; ``spread_distance_h = h * sum_k profile_k d_k`` (the true class
@@ -245,7 +254,7 @@ def label_loss(coefs: LabelCoefficients, log_sum: Any, true_half: Any, spread_di
             spread_distance_h = xp.where(coefs.spread_coef == 0.0, 0.0, spread_distance_h)
         # Halved, as d_y is: the two halves add up without overflow where the loss is finite.
         spread_half = coefs.spread_coef * spread_distance_h / (2.0 * h)
-    distance = true_term_distance(coefs.loss_true_coef, coefs.class_weight, true_half, spread_half, xp)
+    distance = true_term_distance(coefs.loss_true_coef, coefs.class_weight, true_half, spread_half, xp, eager=eager)
     return coefs.total * log_sum + distance
 
 
@@ -258,7 +267,9 @@ def scaled_gradient_coefficients(coefs: LabelCoefficients, row_scale: Any) -> tu
     return coefs.total * row_scale, spread, coefs.grad_true_coef * row_scale
 
 
-def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread_half: Any, xp: Any) -> Any:
+def true_term_distance(
+    true_coef: Any, class_weight: Any, true_half: Any, spread_half: Any, xp: Any, *, eager: bool = False
+) -> Any:
     """``2 * (true_coef * d_y / 2 + spread_half)``, with the limit taken when ``d_y = +inf``.
 
     Both terms come halved (``true_half = d_y / 2``, ``spread_half`` half the smoothing
@@ -269,9 +280,12 @@ def true_term_distance(true_coef: Any, class_weight: Any, true_half: Any, spread
     ``0 * inf`` (epsilon = 1, or a zero class weight): NaN with a floating-point warning.
     The loss is ``+inf`` when ``c_y > 0``; when ``c_y = 0`` the class has no target mass
     and the spread term alone is the loss, unless that term holds the true class itself
-    (``true_coef != 0`` with ``c_y = 0``), which leaves NaN.
+    (``true_coef != 0`` with ``c_y = 0``), which leaves NaN. ``eager``: the values can be
+    read, and the limit is taken only when some ``d_y`` is infinite.
     """
     infinite = true_half == _INF
+    if eager and not bool(xp.any(infinite)):
+        return (true_coef * true_half + spread_half) * 2.0
     finite_half = xp.where(infinite, 0.0, true_half)
     distance = (true_coef * finite_half + spread_half) * 2.0
     if isinstance(true_coef, float):

@@ -505,50 +505,80 @@ def _run_transposed(task: Any) -> _kernel.RowStatistics | None:
     """The statistics on a ``(K, M)`` copy, or None for rows the blocked kernel must take.
 
     Those are rows whose maximum is not finite and rows whose profile sum overflows, both
-    handled there; the sums are float64 and the maximum's exact 1 is kept out of ``s``, as
-    in the blocked kernel.
+    handled there (they make the sums below non-finite, which is checked once). The sums
+    are float64 and the maximum's exact 1 is kept out of ``s``, as in the blocked kernel.
     """
     z = task.logits
     k = z.shape[-1]
     # A copy always (ascontiguousarray would return a view of one row's logits).
-    zt = np.array(np.reshape(z, (-1, k)).T, order="C")
+    zt = np.array(z.reshape(-1, k).T, order="C")
     m = zt.shape[1]
     flat = zt.reshape(-1)
     columns = _columns(m)
-    at_top = np.argmax(zt, axis=0) * m + columns
-    shift = flat[at_top]
-    if not np.isfinite(shift).all():
-        return None
-    labels = np.reshape(task.labels, -1)
-    at_label = labels * m + columns
-    true_half = shift.astype(np.float64) * 0.5 - flat[at_label].astype(np.float64) * 0.5
+    at_label = task.labels.reshape(-1) * m
+    at_label += columns
+    shift = zt.max(axis=0)
+    true_half = _half_difference(shift, flat[at_label])
     np.subtract(zt, shift, out=zt)
     profile = None if task.profile is None else _single_row(task.profile, z.shape)[:, None]
-    distance, h = None, 1.0
-    if task.sum_profile:
-        distance = _transposed_distance(task, zt, flat, at_label, profile)
-        if distance is None:
-            return None
+    sums = _transposed_profile_sums(task, zt, flat, at_label, profile) if task.sum_profile else 0.0
     np.exp(zt, out=zt)
-    # The maximum's exact 1 kept out of the sum: log1p(rest) keeps full relative precision.
-    flat[at_top] = 0.0
-    rest = np.add.reduce(zt, axis=0, dtype=np.float64)
-    grad = None
-    if task.with_grad:
-        flat[at_top] = 1.0
-        grad = _transposed_gradient(task, zt, flat, at_label, profile, rest)
+    rest = _rest_of_sums(zt, flat, columns)
+    if rest is None or not np.isfinite(rest + sums).all():
+        return None
+    log_sum = np.log1p(rest)
+    grad = None if not task.with_grad else _transposed_gradient(task, zt, flat, at_label, profile, rest)
     column = (*z.shape[:-1], 1)
     return _kernel.RowStatistics(
-        log_sum=np.log1p(rest).reshape(column),
+        log_sum=log_sum.reshape(column),
         true_half=true_half.reshape(column),
-        profile_distance=None if distance is None else distance.reshape(column),
-        h=h,
+        profile_distance=None if not task.sum_profile else np.negative(sums).reshape(column),
+        h=1.0,
         grad=grad,
     )
 
 
-def _transposed_distance(task: Any, zt: Any, flat: Any, at_label: Any, profile: Any) -> Any:
-    """``sum_k profile_k (m - z_k)`` of each column of ``zt = z - m``, or None on overflow."""
+# Below this, ``s - 1`` summed with the maximum's 1 would lose float32 precision in ``rest``.
+_REST_FLOOR = 2.0**-20
+
+
+def _rest_of_sums(exp_shifted: Any, flat: Any, columns: Any) -> Any:
+    """``s - 1`` of each column of ``exp(z - m)`` in float64, with full relative precision.
+
+    float32 columns are summed whole (the maximum's exact 1 included): ``s - 1`` then errs
+    by about 1e-16, negligible beside float32's unit unless the rest is tiny; columns
+    where some rest is below ``_REST_FLOOR`` and float64 columns are summed with the
+    maximum's 1 left out, so that ``log1p(rest)`` keeps full relative precision.
+    """
+    if exp_shifted.dtype == np.float32:
+        rest = exp_shifted.sum(axis=0, dtype=np.float64)
+        rest -= 1.0
+        if rest.min(initial=1.0) >= _REST_FLOOR:
+            return rest
+    at_top = np.argmax(exp_shifted, axis=0)
+    at_top *= exp_shifted.shape[1]
+    at_top += columns
+    if not (flat[at_top] == 1.0).all():
+        return None  # a maximum that is not finite (exp(S) is NaN there)
+    flat[at_top] = 0.0
+    rest = np.add.reduce(exp_shifted, axis=0, dtype=np.float64)
+    flat[at_top] = 1.0
+    return rest
+
+
+def _half_difference(top: Any, true: Any) -> Any:
+    """``(m - z_y) / 2`` in float64, exactly (halved first for float64: no overflow)."""
+    if top.dtype == np.float64:
+        half = top * 0.5
+        half -= true * 0.5
+        return half
+    half = np.subtract(top, true, dtype=np.float64)
+    half *= 0.5
+    return half
+
+
+def _transposed_profile_sums(task: Any, zt: Any, flat: Any, at_label: Any, profile: Any) -> Any:
+    """``sum_k profile_k (z_k - m)`` of each column of ``zt = z - m`` (float64)."""
     if task.exclude_label:
         # The true class left out of the sum, not subtracted afterwards (which would cancel).
         true_shifted = flat[at_label]
@@ -560,20 +590,22 @@ def _transposed_distance(task: Any, zt: Any, flat: Any, at_label: Any, profile: 
     sums = np.add.reduce(source, axis=0, dtype=np.float64)
     if task.exclude_label:
         flat[at_label] = true_shifted
-    if not np.isfinite(sums).all():
-        return None
-    return -sums
+    return sums
 
 
 def _transposed_gradient(task: Any, zt: Any, flat: Any, at_label: Any, profile: Any, rest: Any) -> Any:
     """``a exp(S) / s - b profile - c e_y`` from ``zt = exp(S)``, in the logits' layout."""
     work = zt.dtype
     batch = task.logits.shape[:-1]
-    zt *= (_flat_rows(task.prob_coef, batch) / (rest + 1.0)).astype(work)
+    rest += 1.0
+    scale = np.divide(_flat_rows(task.prob_coef, batch), rest, out=rest)
+    zt *= scale.astype(work)
     if task.spread_coef is not None:
-        spread = _work_values(_flat_rows(task.spread_coef, batch), work)
+        spread = _flat_rows(task.spread_coef, batch)
+        spread = work.type(spread) if isinstance(spread, float) else spread.astype(work)
         zt -= spread if profile is None else profile * spread
-    flat[at_label] -= _work_values(_flat_rows(task.true_coef, batch), work)
+    true_coef = _flat_rows(task.true_coef, batch)
+    flat[at_label] -= work.type(true_coef) if isinstance(true_coef, float) else true_coef.astype(work)
     grad = np.ascontiguousarray(zt.T).reshape(task.logits.shape)
     if task.zero_rows is not None:
         grad[np.broadcast_to(task.zero_rows[..., 0], batch)] = 0.0

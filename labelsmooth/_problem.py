@@ -17,13 +17,14 @@ from typing import Any, TypedDict, TypeVar
 from array_api_compat import is_array_api_obj
 
 from . import _core
-from ._backend import accumulation_dtype, compute_dtype, namespace_of, values_checkable
+from ._backend import accumulation_dtype, compute_dtype, index_dtype, isdtype, namespace_of, values_checkable
 from ._validation import (
     check_broadcastable,
     check_epsilon,
     check_ignore_index,
     check_prior_kind,
     check_reduction,
+    comparable_labels,
     dtype_name,
     either_mask,
     first_value,
@@ -69,6 +70,7 @@ class Problem:
     result_dtype: Any
     acc: Any
     threads: int | None = None  # the caller's thread limit for kernels that use threads
+    eager: bool = False  # whether values can be read now (not under jax.jit, not lazy Dask)
 
 
 @dataclass
@@ -169,6 +171,7 @@ def prepare(
         ndim=logits.ndim,
         result_dtype=logits.dtype,
         acc=layout.acc,
+        eager=layout.eager,
     )
 
 
@@ -230,7 +233,7 @@ def with_options(
 
 
 def _layout(logits: Any, targets: Any, options: tuple, axis: Any, xp: Any) -> _Layout:
-    array_options = [a for a in options if is_array_api_obj(a)]
+    array_options = [a for a in options if not isinstance(a, (float, str, type(None))) and is_array_api_obj(a)]
     require_array("logits", logits)
     require_array("targets", targets)
     xp = namespace_of(logits, targets, *array_options, xp=xp)
@@ -260,7 +263,7 @@ def _layout(logits: Any, targets: Any, options: tuple, axis: Any, xp: Any) -> _L
 def _check_target_kind(targets: Any, logits: Any, layout: _Layout, ignore_index: int | None) -> bool:
     """Whether ``targets`` are integer labels (else probabilities), with their shape checked."""
     xp, shape = layout.xp, tuple(targets.shape)
-    if xp.isdtype(targets.dtype, "integral"):
+    if isdtype(xp, targets.dtype, "integral"):
         if shape != layout.batch_shape:
             raise ValueError(_target_shape_message(shape, layout.logits_shape, layout.axis, integer=True))
         return True
@@ -410,6 +413,10 @@ def _sample_weight(sample_weight: Any, layout: _Layout) -> tuple[Any, Any]:
 def _label_targets(targets: Any, layout: _Layout, ignore_index: int | None, allowed: Any) -> tuple[Any, Any, Any]:
     """``(labels, ignored, poison)``: safe labels in the index dtype, and the rows they leave out."""
     xp = layout.xp
+    if layout.eager and allowed is None:
+        labels = _labels_in_range(targets, layout.num_classes, ignore_index, xp)
+        if labels is not None:
+            return labels, None, None
     comparable, in_range, ignored = label_masks(targets, layout.num_classes, ignore_index, xp)
     bad = xp.logical_not(in_range)
     if ignored is not None:
@@ -424,6 +431,25 @@ def _label_targets(targets: Any, layout: _Layout, ignore_index: int | None, allo
     else:
         poison = bad[..., None]
     return labels, None if ignored is None else ignored[..., None], poison
+
+
+def _labels_in_range(targets: Any, num_classes: int, ignore_index: int | None, xp: Any) -> Any:
+    """Labels that are all valid classes, in the index dtype; None when some are not (or ignored).
+
+    Two reductions decide it for the common batch, instead of the masks of every label that
+    the general case builds (for its messages and its ignored rows).
+    """
+    labels = comparable_labels(targets, xp)
+    if 0 in tuple(labels.shape):
+        return None
+    if ignore_index is not None:
+        info = xp.iinfo(labels.dtype)
+        # An ignore_index the dtype cannot hold is no label's (not compared: it would wrap).
+        if info.min <= ignore_index <= info.max and bool(xp.any(labels == ignore_index)):
+            return None
+    if int(xp.min(labels)) < 0 or int(xp.max(labels)) >= num_classes:
+        return None
+    return xp.astype(labels, index_dtype(xp, labels), copy=False)
 
 
 def _labels_under_mask(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_array_api_obj, is_torch_namespace
 
-from ._backend import device_of, index_dtype, is_numpy_scalar, is_traced
+from ._backend import device_of, index_dtype, is_numpy_scalar, is_traced, isdtype
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -51,7 +51,7 @@ def require_array(name: str, value: Any) -> None:
 
 def require_real_floating(name: str, x: Any, xp: Any) -> None:
     require_array(name, x)
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not isdtype(xp, x.dtype, "real floating"):
         msg = f"{name} must have a real floating dtype, got dtype {dtype_name(x.dtype)}"
         raise TypeError(msg)
 
@@ -195,7 +195,7 @@ def first_value(x: Any, bad: Any, xp: Any) -> Any:
     return int(value) if xp.isdtype(x.dtype, "integral") else float(value)
 
 
-def _comparable_labels(labels: Any, xp: Any) -> Any:
+def comparable_labels(labels: Any, xp: Any) -> Any:
     """``labels`` in a dtype whose comparisons every backend implements."""
     if is_torch_namespace(xp) and labels.dtype in (xp.uint16, xp.uint32, xp.uint64):
         # PyTorch has no comparisons for these; int64 holds every valid label (a uint64
@@ -213,7 +213,7 @@ def label_masks(labels: Any, num_classes: int, ignore_index: int | None, xp: Any
     ``labels`` is returned in a dtype the comparisons work in (see
     :func:`safe_indices` for the indexing dtype).
     """
-    labels = _comparable_labels(labels, xp)
+    labels = comparable_labels(labels, xp)
     info = xp.iinfo(labels.dtype)
     in_range = None
     if info.min < 0:

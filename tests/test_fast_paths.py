@@ -281,9 +281,9 @@ def test_inputs_untouched_and_read_only_accepted(small_blocks: None, rng: np.ran
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.1])
-@pytest.mark.slow
-def test_numpy_float32_within_an_ulp_of_the_exact_loss(rng: np.random.Generator, epsilon: float) -> None:
-    rows, classes = 64, 3000
+@pytest.mark.parametrize("classes", [pytest.param(3000, marks=pytest.mark.slow), 10])  # blocked, transposed
+def test_numpy_float32_within_an_ulp_of_the_exact_loss(rng: np.random.Generator, epsilon: float, classes: int) -> None:
+    rows = 64
     z, y = make(rng, rows, classes)
     z[: rows // 2] *= 0.2
     z[: rows // 4, :] -= 40.0  # rows dominated by their label (tiny losses)
