@@ -10,6 +10,7 @@ larger-than-memory Dask job, say) never starts inside the test suite.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -25,7 +26,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FAST_VARIABLE = "LABELSMOOTH_EXAMPLE_FAST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Run (and checked more closely) by the dedicated tests below.
-CHECKED_BELOW = {"digits_calibration.py", "tour.py", "worked_examples.py"}
+CHECKED_BELOW = {"annealed_smoothing.py", "digits_calibration.py", "tour.py", "worked_examples.py"}
 
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -116,3 +117,24 @@ def test_worked_examples_hold(tmp_path):
     assert "1.0216512475319814 nats = 1.474 bits" in result.stdout
     assert "1.0996504465365042 nats = 1.586 bits" in result.stdout
     assert "All worked examples hold" in result.stdout
+
+
+def test_annealed_smoothing_runs_the_optax_and_pytorch_loops(tmp_path):
+    result = run_example("annealed_smoothing.py", cwd=tmp_path)
+    out = result.stdout
+    assert "Both loops annealed epsilon from 0.2 to 0.0" in out
+    if importlib.util.find_spec("jax") and importlib.util.find_spec("optax"):
+        assert "optax: 60 Adam steps in one jitted lax.scan" in out
+        # Each row: step, epsilon seen inside the scan, the eager schedule(step), the loss.
+        rows = re.findall(r"^ +(\d+) +([\d.]+) +([\d.]+) +([\d.]+)$", out.split("PyTorch:")[0], re.MULTILINE)
+        assert [int(r[0]) for r in rows] == [0, 19, 20, 40, 59]
+        assert all(r[1] == r[2] for r in rows) and rows[0][1] == "0.200000"
+    else:
+        assert "optax: skipped" in out
+    if importlib.util.find_spec("torch"):
+        assert "EpsilonScheduler(loss, cosine(0.2, 0.0, steps=5))" in out
+        assert "the same weights as the uninterrupted run: True" in out
+        assert re.search(r"^ +5 +0\.0000 +[\d.]+$", out, re.MULTILINE)  # the last epoch trains without smoothing
+    else:
+        assert "PyTorch: skipped" in out
+    assert list(tmp_path.iterdir()) == []

@@ -132,10 +132,12 @@ def test_invalid_arguments(factory, args, error, message):
 @pytest.mark.parametrize(
     ("step", "error", "message"),
     [
-        (-1, ValueError, "step must be non-negative, got -1"),
         (math.inf, ValueError, "step must be finite, got inf"),
-        (None, TypeError, "step must be a real number, got None of type NoneType"),
-        (False, TypeError, "step must be a real number, got False"),
+        (math.nan, ValueError, "step must be finite, got nan"),
+        (None, TypeError, "step must be a real number or an array of real dtype, got None of type NoneType"),
+        (False, TypeError, "step must be a real number or an array of real dtype, got False"),
+        ("3", TypeError, "step must be a real number or an array of real dtype, got '3' of type str"),
+        ([1, 2], TypeError, r"got \[1, 2\] of type list"),
     ],
 )
 def test_invalid_steps(step, error, message):
@@ -143,5 +145,23 @@ def test_invalid_steps(step, error, message):
         linear(0.2, 0.0, 10)(step)
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        constant(0.1),
+        linear(0.2, 0.0, 10),
+        cosine(0.0, 0.3, 10),
+        exponential(0.2, 0.5, 3),
+        exponential(0.01, 2.0, 3, 0.5),
+    ],
+    ids=repr,
+)
+def test_negative_steps_hold_the_first_value(schedule):
+    # As optax's schedules do: optax.join_schedules evaluates later pieces at negative offsets.
+    for step in (-1, -0.5, -(10**9)):
+        assert schedule(step) == schedule(0)
+    assert schedule(np.asarray([-3, 0]))[0] == schedule(0)
+
+
 def test_module_exports_every_schedule():
-    assert set(schedules.__all__) == {"Schedule", "constant", "cosine", "exponential", "linear"}
+    assert set(schedules.__all__) == {"EpsilonScheduler", "Schedule", "constant", "cosine", "exponential", "linear"}
