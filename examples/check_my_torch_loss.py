@@ -1,32 +1,33 @@
 """Check a hand-written PyTorch label-smoothing loss against labelsmooth.
 
-Copy this file next to your own loss, replace ``SmoothedCrossEntropy`` by it, and run
+Replace ``SmoothedCrossEntropy`` by your own loss (or point ``my_loss`` at it) and run
 
     pytest check_my_torch_loss.py        # or: python check_my_torch_loss.py
 
 Three checks, each a plain pytest test:
 
-1. fuzzing: hypothesis draws whole valid problems (adversarial logits, labels, epsilon,
-   class weights, ignored samples, reductions) with
-   ``labelsmooth.testing.strategies.cross_entropy_cases``, restricted to the options this
-   loss supports; its loss and its autograd gradient must match ``labelsmooth`` in float64;
-2. float32: the same loss on float32 inputs, with ``assert_close``'s float32 tolerances;
+1. float64: ``labelsmooth.testing.check_loss`` calls the loss the way PyTorch's
+   ``F.cross_entropy`` is called (``label_smoothing=``, ``weight=``, ``ignore_index=``,
+   ``reduction=``) on a fixed grid of hard cases and on hypothesis draws of whole valid
+   problems (adversarial logits, labels, epsilon, class weights, ignored samples,
+   reductions); its loss and its autograd gradient must match ``labelsmooth`` with the
+   options of PyTorch's convention;
+2. float32: the same on float32 inputs, with ``assert_close``'s float32 tolerances;
 3. exactness: on rows where a naive log-softmax is at its worst (a confident class,
    logits offset by 1e6, scale 1e4), the loss must match the 40-digit mpmath reference
    ``labelsmooth.testing.reference_cross_entropy``.
 
-Needs torch, hypothesis and mpmath.
+A failure names the case (logits, labels, weights, the call and its labelsmooth
+equivalent) and the largest errors. Needs torch, mpmath and (for the drawn cases)
+hypothesis.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import given, settings
 
-import labelsmooth
-from labelsmooth.testing import assert_close, reference_cross_entropy
-from labelsmooth.testing.strategies import cross_entropy_cases
+from labelsmooth.testing import assert_close, check_loss, reference_cross_entropy
 
 
 class SmoothedCrossEntropy(torch.nn.Module):
@@ -65,45 +66,30 @@ class SmoothedCrossEntropy(torch.nn.Module):
         return per_sample.sum() / true_weight.sum()
 
 
-# Only the options SmoothedCrossEntropy has (no prior, no class mask, class axis last).
-SUPPORTED = {"epsilon", "weight", "ignore_index"}
+def my_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The loss under test with ``F.cross_entropy``'s keywords, as ``check_loss`` calls it."""
+    return SmoothedCrossEntropy(label_smoothing, weight, ignore_index, reduction)(input, target)
 
 
-def my_loss_and_grad(case: object, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    options = case.options  # type: ignore[attr-defined]
-    logits = torch.tensor(case.logits, dtype=dtype, requires_grad=True)  # type: ignore[attr-defined]
-    weight = options.get("weight")
-    loss_fn = SmoothedCrossEntropy(
-        epsilon=options.get("epsilon", 0.0),
-        weight=None if weight is None else torch.tensor(weight, dtype=dtype),
-        ignore_index=options.get("ignore_index", -100),
-        reduction=options["reduction"],
-    )
-    loss = loss_fn(logits, torch.tensor(case.targets))  # type: ignore[attr-defined]
-    (grad,) = torch.autograd.grad(loss.sum(), logits)
-    return loss.detach(), grad
+# The keywords of PyTorch's convention that SmoothedCrossEntropy takes (no prior, no class
+# mask: check_loss gives it neither).
+OPTIONS = {"weight", "ignore_index", "reduction"}
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
-@given(cross_entropy_cases(options=SUPPORTED, target_kinds=("labels",)))
-def test_matches_labelsmooth_float64(case: object) -> None:
-    loss, grad = my_loss_and_grad(case, torch.float64)
-    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
-    assert_close(loss, expected_loss)
-    assert_close(grad, expected_grad)
+def test_matches_labelsmooth_float64() -> None:
+    check_loss(my_loss, convention="torch", options=OPTIONS, grad=True, dtypes="float64", max_examples=60)
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
-@given(
-    cross_entropy_cases(
-        options=SUPPORTED, target_kinds=("labels",), max_scale=30.0, max_offset=0.0, dtypes=(np.float32,)
-    )
-)
-def test_matches_labelsmooth_float32(case: object) -> None:
-    loss, grad = my_loss_and_grad(case, torch.float32)
-    expected_loss, expected_grad = labelsmooth.cross_entropy_with_grad(case.logits, case.targets, **case.options)  # type: ignore[attr-defined]
-    assert_close(loss, expected_loss)
-    assert_close(grad, expected_grad)
+def test_matches_labelsmooth_float32() -> None:
+    check_loss(my_loss, convention="torch", options=OPTIONS, grad=True, dtypes="float32", max_examples=30)
 
 
 def test_hard_rows_against_exact_reference() -> None:

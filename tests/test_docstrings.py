@@ -26,6 +26,7 @@ MODULES = [
     "labelsmooth.metrics",
     "labelsmooth.schedules",
     "labelsmooth.testing._assertions",
+    "labelsmooth.testing._check",
     "labelsmooth.testing._reference",
     "labelsmooth.jax",
     "labelsmooth.torch",

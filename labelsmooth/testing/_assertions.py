@@ -102,6 +102,7 @@ def _widened(a: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_nan_positions(header: str, a64: np.ndarray, d64: np.ndarray) -> None:
+    __tracebackhide__ = True
     a_nan, d_nan = np.isnan(a64), np.isnan(d64)
     if not np.any(a_nan != d_nan):
         return
@@ -197,6 +198,9 @@ def assert_close(actual: Any, desired: Any, *, rtol: float | None = None, atol: 
     Max absolute error: 0.001 at index (1,) (actual 2.0, desired 2.001)
     Max relative error: 0.00049975012 at index (1,) (actual 2.0, desired 2.001)
     """
+    # pytest leaves the frames of this function and of its helpers that raise out of the
+    # traceback of a failing test, which then ends at the user's own call.
+    __tracebackhide__ = True
     a, name_a = to_numpy(actual)
     d, name_d = to_numpy(desired)
     default_rtol, default_atol = _tolerances(name_a, name_d)
