@@ -339,3 +339,22 @@ def test_the_mpmath_reference_agrees_with_the_definition(rng, name, reduction):
     ours_loss, ours_grad = ls.cross_entropy_with_grad(z, y, **options, **settings)
     np.testing.assert_allclose(ours_loss, loss, rtol=4e-16, atol=1e-300)
     np.testing.assert_allclose(ours_grad, grad, rtol=1e-14, atol=1e-17)
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_takes_the_options(rng):
+    from labelsmooth.torch import CrossEntropyLoss
+
+    z, y = _case(rng)
+    module = CrossEntropyLoss(label_smoothing=0.1, z_loss=0.05, softcap=3.0)
+    compiled = torch.compile(module, fullgraph=True, backend="eager")
+    results = []
+    for fn in (module, compiled):
+        zt = torch.tensor(z, requires_grad=True)
+        loss = fn(zt, torch.tensor(y))
+        loss.backward()
+        results.append((loss.item(), zt.grad.numpy()))
+    expected_loss, expected_grad = _truth(z, y, {}, epsilon=0.1, z_loss=0.05, softcap=3.0, reduction="mean")
+    for loss, grad in results:
+        np.testing.assert_allclose(loss, expected_loss, rtol=1e-13)
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
