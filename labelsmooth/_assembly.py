@@ -23,6 +23,7 @@ __all__ = [
     "finish_rows",
     "mean_denominators",
     "reduce",
+    "row_scales",
     "solve",
     "z_loss_rows",
 ]
@@ -48,7 +49,7 @@ def solve(problem: Any, *, with_grad: bool, denominators: tuple[Any, Any] | None
             return _torch_fast.as_tensors(solve(views, with_grad=with_grad, denominators=denominators), problem)
     if denominators is None:
         denominators = mean_denominators(problem)
-    scale, z_scale = (_row_scale(problem, denominator) for denominator in denominators)
+    scale, z_scale = row_scales(problem, denominators)
     lse_coef = None if problem.z_loss == 0.0 else 2.0 * problem.z_loss * z_scale
     if problem.labels is not None:
         coefficients, task = _label_task(problem, scale, with_grad, lse_coef)
@@ -76,6 +77,13 @@ def z_loss_rows(problem: Any, shift: Any, log_sum: Any) -> Any:
     """``z_loss * lse^2`` of every row, finished as the loss rows are (sample weights, masks)."""
     squared = _core.squared_log_sum_exp(shift, log_sum, problem.xp, problem.acc)
     return finish_rows(problem, problem.z_loss * squared)
+
+
+def row_scales(problem: Any, denominators: tuple[Any, Any]) -> tuple[Any, Any]:
+    """The gradient's row factors of the cross-entropy and of the z-loss terms."""
+    loss_denominator, z_denominator = denominators
+    scale = _row_scale(problem, loss_denominator)
+    return scale, scale if z_denominator is loss_denominator else _row_scale(problem, z_denominator)
 
 
 def _row_scale(problem: Any, denominator: Any) -> Any:

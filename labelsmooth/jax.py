@@ -24,12 +24,13 @@ import numpy as np
 from array_api_compat import is_array_api_obj
 
 from . import _jax_autodiff
+from ._jax_vocab_parallel import vocab_parallel_cross_entropy
 from ._problem import AdapterOptions, complete_options, with_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["cross_entropy"]
+__all__ = ["cross_entropy", "vocab_parallel_cross_entropy"]
 
 _ARRAY_OPTIONS = ("epsilon", "prior", "weight", "where")
 # What each option may be, for the messages of refused arguments.

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from . import _torch_autograd
+from ._torch_vocab_parallel import vocab_parallel_cross_entropy
 from ._validation import (
     as_python_scalar,
     check_epsilon,
@@ -38,7 +39,7 @@ from ._validation import (
 if TYPE_CHECKING:
     pass
 
-__all__ = ["CrossEntropyLoss", "cross_entropy"]
+__all__ = ["CrossEntropyLoss", "cross_entropy", "vocab_parallel_cross_entropy"]
 
 
 def cross_entropy(
