@@ -24,7 +24,8 @@ def case(seed: int, num_classes: int = 12) -> dict:
     y = rng.integers(0, num_classes, 6)
     weight = rng.uniform(0.5, 2.0, num_classes)
     prior = rng.dirichlet(np.ones(num_classes))
-    return {"z": z, "y": y, "weight": weight, "prior": prior}
+    eps_rows = rng.uniform(0.0, 0.5, 6)
+    return {"z": z, "y": y, "weight": weight, "prior": prior, "eps_rows": eps_rows}
 
 
 OPTIONS = {
@@ -33,6 +34,7 @@ OPTIONS = {
     "weight+ignore": {"epsilon": 0.1, "weight": "weight", "ignore_index": -100},
     "prior+weight+sum": {"epsilon": 0.3, "prior": "prior", "weight": "weight", "reduction": "sum"},
     "none": {"epsilon": 0.1, "reduction": "none", "ignore_index": -100},
+    "per-sample+weight": {"epsilon": "eps_rows", "weight": "weight", "z_loss": 0.1},
 }
 
 
@@ -46,8 +48,8 @@ def labels(name: str, data: dict) -> np.ndarray:
 
 def resolved(name: str, data: dict, convert) -> dict:
     options = dict(OPTIONS[name])
-    for key in ("weight", "prior"):
-        if options.get(key) in ("weight", "prior"):
+    for key in ("weight", "prior", "epsilon"):
+        if isinstance(options.get(key), str) and options[key] in data:
             options[key] = convert(data[options[key]])
     return options
 

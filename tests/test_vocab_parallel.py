@@ -40,6 +40,8 @@ def definition(name: str) -> tuple[np.ndarray, np.ndarray]:
     z = torch.tensor(data["z"], requires_grad=True)
     y = torch.tensor(labels(name, data))
     eps, prior, weight = options["epsilon"], options.get("prior"), options.get("weight")
+    if isinstance(eps, torch.Tensor):
+        eps = eps[:, None]
     ignore = options.get("ignore_index")
     counted = torch.ones(len(y), dtype=z.dtype) if ignore is None else (y != ignore).to(z.dtype)
     safe_y = torch.where(counted > 0, y, 0)
