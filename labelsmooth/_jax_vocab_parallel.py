@@ -19,6 +19,7 @@ from ._vocab_parallel import Shard, evaluate
 
 __all__ = ["vocab_parallel_cross_entropy"]
 
+
 def vocab_parallel_cross_entropy(
     logits_shard: Any,
     targets: Any,

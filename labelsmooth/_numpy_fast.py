@@ -134,7 +134,7 @@ def supports(task: Any) -> bool:
     """Whether this kernel runs ``task`` (a ``_kernel.Task``): NumPy arrays, no class mask."""
     if not is_numpy_namespace(task.xp) or task.allowed is not None or task.nan_rows is not None:
         return False
-    if task.lse_coef is not None:
+    if task.lse_coef is not None and task.labels is None:
         return False
     z = task.logits
     if type(z) is not np.ndarray or z.dtype not in (np.float32, np.float64) or z.size == 0:
@@ -175,6 +175,8 @@ class _Plan:
     true_half: Any = None  # d_y / 2 = m / 2 - z_y / 2
     profile_shifted: Any = None  # sum_k profile_k (z_k - m), times profile_scale
     profile_scale: Any = None  # (M,) the power of two each profile sum was scaled by
+    lse_coef: Any = None  # the z-loss's e: float or (M,) float64, or None
+    shift: Any = None  # (M,) float64 row maxima, when the task has an lse_coef
 
 
 @functools.lru_cache(maxsize=32)
@@ -245,10 +247,13 @@ def _array_api_block(plan: _Plan, z_block: Any, profile_block: Any, grad_block: 
         prob_coef=_rows_of(plan.prob_coef, start, stop, column=True),
         spread_coef=_rows_of(plan.spread_coef, start, stop, column=True),
         true_coef=_rows_of(plan.true_coef, start, stop, column=True),
+        lse_coef=_rows_of(plan.lse_coef, start, stop, column=True),
         zero_rows=None,
     )
     stats = _kernel.run(sub)
     plan.log_sum[start:stop] = stats.log_sum[:, 0]
+    if plan.shift is not None:
+        plan.shift[start:stop] = stats.shift[:, 0]
     if stats.true_half is not None:
         plan.true_half[start:stop] = stats.true_half[:, 0]
     if stats.profile_distance is not None:
@@ -286,10 +291,18 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     flat[at_top] = 0.0
     rest = _row_sums(work, ws)
     plan.log_sum[start:stop] = np.log1p(rest)
+    if plan.shift is not None:
+        plan.shift[start:stop] = shift
     if grad_block is None:
         return
     flat[at_top] = 1.0
-    prob_coef = (_rows_of(plan.prob_coef, start, stop) / (rest + 1.0)).astype(plan.work)
+    numerator = _rows_of(plan.prob_coef, start, stop)
+    if plan.shift is not None:
+        # The z-loss gradient 2 z lse p joins the T p term: a = prob_coef + e * lse.
+        numerator = numerator + _rows_of(plan.lse_coef, start, stop) * (
+            plan.shift[start:stop] + plan.log_sum[start:stop]
+        )
+    prob_coef = (numerator / (rest + 1.0)).astype(plan.work)
     if b * _SHORT_ROW > work.size:
         np.multiply(flat, np.repeat(prob_coef, work.shape[1]), out=flat)
     else:
@@ -438,6 +451,9 @@ def _plan(task: Any) -> _Plan:
         true_coef=_flat_rows(task.true_coef, batch_shape),
     )
     plan.log_sum = np.empty(num_rows)
+    if task.lse_coef is not None:
+        plan.lse_coef = _flat_rows(task.lse_coef, batch_shape)
+        plan.shift = np.empty(num_rows)
     if plan.labels is not None:
         plan.true_half = np.empty(num_rows)
         plan.spread_work = _work_values(plan.spread_coef, plan.work)
@@ -484,6 +500,7 @@ def _run_blocked(task: Any) -> _kernel.RowStatistics:
         profile_distance=None if plan.profile_shifted is None else -plan.profile_shifted.reshape(column),
         h=1.0 if plan.profile_scale is None else plan.profile_scale.reshape(column),
         grad=None if grad_rows is None else grad_rows.reshape(z.shape),
+        shift=None if plan.shift is None else plan.shift.reshape(column),
     )
 
 
@@ -497,6 +514,8 @@ _TRANSPOSED_MAX_CLASSES = 32
 def _transposable(task: Any) -> bool:
     z = task.logits
     if task.labels is None or z.shape[-1] > _TRANSPOSED_MAX_CLASSES or z.nbytes > _BLOCK_BYTES:
+        return False
+    if task.lse_coef is not None:
         return False
     return task.profile is None or _single_row(task.profile, z.shape) is not None
 

@@ -89,10 +89,27 @@ def _targets(logits, targets, epsilon, prior, weight, ignore_index, where):
 
 
 def cross_entropy_rows(
-    logits, targets, *, epsilon=0.0, prior=None, weight=None, ignore_index=None, where=None, reduction="mean"
+    logits,
+    targets,
+    *,
+    epsilon=0.0,
+    prior=None,
+    weight=None,
+    ignore_index=None,
+    where=None,
+    reduction="mean",
+    z_loss=0.0,
+    softcap=None,
 ):
-    """The smoothed cross-entropy and its gradient (``reduction`` applied to both)."""
-    logp, _, t, counted, normaliser, allowed = _targets(logits, targets, epsilon, prior, weight, ignore_index, where)
+    """The smoothed cross-entropy and its gradient (``reduction`` applied to both).
+
+    ``softcap`` caps the logits to ``c tanh(z / c)`` first (the gradient gains
+    ``1 - tanh^2``); ``z_loss`` adds ``z_loss lse^2`` per counted sample, averaged by
+    ``"mean"`` over the counted samples, unweighted.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    capped = z if softcap is None else softcap * np.tanh(z / softcap)
+    logp, _, t, counted, normaliser, allowed = _targets(capped, targets, epsilon, prior, weight, ignore_index, where)
     with np.errstate(invalid="ignore"):
         per_sample = -(t * np.where(t == 0, 0.0, logp)).sum(-1)
         grad = t.sum(-1, keepdims=True) * np.exp(logp) - t
@@ -100,7 +117,17 @@ def cross_entropy_rows(
         grad = np.where(allowed, grad, 0.0)
     per_sample = np.where(counted, per_sample, 0.0)
     grad = np.where(counted[..., None], grad, 0.0)
-    return _reduce(per_sample, grad, normaliser, reduction)
+    loss, grad = _reduce(per_sample, grad, normaliser, reduction)
+    if z_loss:
+        masked = capped if allowed is None else np.where(allowed, capped, -np.inf)
+        lse = np.logaddexp.reduce(masked, axis=-1)
+        z_rows = np.where(counted, z_loss * lse**2, 0.0)
+        z_grad = np.where(counted[..., None], 2 * z_loss * lse[..., None] * np.exp(logp), 0.0)
+        z_total, z_grad = _reduce(z_rows, z_grad, float(counted.sum()), reduction)
+        loss, grad = loss + z_total, grad + z_grad
+    if softcap is not None:
+        grad = grad * (1.0 - np.tanh(z / softcap) ** 2)
+    return loss, grad
 
 
 def kl_divergence_rows(

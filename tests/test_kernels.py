@@ -67,6 +67,13 @@ CASES = [
         False,
     ),
     ("where", "labels_allowed", {"epsilon": 0.1, "where": "where"}, False),
+    ("z-loss", "labels", {"epsilon": 0.1, "z_loss": 0.05}, False),
+    (
+        "z-loss weight ignore per-sample softcap",
+        "labels",
+        {"epsilon": "epsilon_rows", "weight": "weight", "ignore_index": 2, "z_loss": 0.2, "softcap": 2.0},
+        False,
+    ),
     ("probabilities", "probabilities", {"epsilon": 0.1}, True),
     ("probabilities weight others", "probabilities", {"epsilon": 0.2, "weight": "weight", "prior": "others"}, False),
 ]
@@ -86,7 +93,7 @@ def _expected_kernel(backend: str, targets: str, options: dict) -> Any:
         return _numpy_fast
     if backend == "torch":
         return _numpy_fast  # on NumPy views of the tensors
-    if targets == "probabilities" or options.get("prior") == "others":
+    if targets == "probabilities" or options.get("prior") == "others" or "z_loss" in options:
         return _kernel
     return _jax_fast
 
@@ -132,13 +139,13 @@ def _numpy_call(z: Any, targets: Any, kwargs: dict) -> tuple:
     return ls.cross_entropy(z, targets, **kwargs), ls.cross_entropy_grad(z, targets, **kwargs)
 
 
-def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch, options: dict) -> None:
     """Make the NumPy kernel take its row-blocked passes, or fail if labels leave its transposed ones."""
     if layout == "blocked":
         monkeypatch.setattr(_numpy_fast, "_TRANSPOSED_MAX_CLASSES", 0)
         return
-    if targets == "probabilities":
-        return  # dense targets always take the row blocks
+    if targets == "probabilities" or "z_loss" in options:
+        return  # dense targets and the z-loss always take the row blocks
 
     def refuse(task: Any) -> Any:
         raise AssertionError("the transposed passes should have run")
@@ -149,7 +156,7 @@ def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize("layout", ["transposed", "blocked"])
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_numpy_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    _numpy_layout(layout, case[1], monkeypatch)
+    _numpy_layout(layout, case[1], monkeypatch, case[2])
     _check(_expected_kernel("numpy", case[1], case[2]), _numpy_call, np.asarray, np.asarray, case, monkeypatch)
 
 
@@ -168,7 +175,7 @@ def test_array_api_kernel(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_torch_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    _numpy_layout(layout, case[1], monkeypatch)
+    _numpy_layout(layout, case[1], monkeypatch, case[2])
 
     kernel = _expected_kernel("torch", case[1], case[2])
     _check(kernel, _numpy_call, lambda t: t.numpy(), torch.from_numpy, case, monkeypatch)
