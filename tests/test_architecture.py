@@ -23,7 +23,7 @@ LAYERS = [
     {"_numpy_fast", "_jax_fast", "_torch_fast"},
     {"_assembly", "_problem"},
     {"_torch_autograd", "_jax_autodiff"},
-    {"_losses", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
+    {"_losses", "_linear", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
     {"__init__"},
     {"torch", "jax", "__main__"},
 ]
