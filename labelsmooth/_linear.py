@@ -293,14 +293,25 @@ class _Sums:
         return loss, (grad_hidden, self.grad_classifier, grad_bias)
 
 
-def evaluate(hidden: Any, classifier: Any, targets: Any, options: dict, *, with_grad: bool) -> tuple[Any, Any]:
-    """``(loss, (grad_hidden, grad_classifier, grad_bias) or None)``, ``options`` every keyword argument."""
+def evaluate(
+    hidden: Any, classifier: Any, targets: Any, options: dict, *, with_grad: bool, row_cotangent: Any = None
+) -> tuple[Any, Any]:
+    """``(loss, (grad_hidden, grad_classifier, grad_bias) or None)``, ``options`` every keyword argument.
+
+    ``row_cotangent`` (batch-shaped, ``"none"`` only) weighs each row's logits' gradient
+    before it reaches the three gradients: they are then those of ``sum(row_cotangent * loss)``.
+    """
     plan = _plan(hidden, classifier, targets, dict(options))
     sums = _Sums(plan, with_grad)
     num_rows = plan.hidden.shape[0]
+    xp = plan.xp
+    if row_cotangent is not None:
+        row_cotangent = xp.reshape(xp.astype(row_cotangent, plan.hidden.dtype), (num_rows, 1))
     for start in range(0, max(num_rows, 1), plan.chunk):
         stop = min(start + plan.chunk, num_rows)
         block_hidden, loss, grad = _solve_block(plan, start, stop, with_grad)
+        if row_cotangent is not None:
+            grad = grad * row_cotangent[start:stop, ...]
         sums.add(start, stop, block_hidden, loss, grad)
     return sums.result()
 
