@@ -203,7 +203,8 @@ def _solve_block(plan: _Plan, start: int, stop: int, with_grad: bool) -> tuple[A
     hidden = plan.hidden[start:stop, ...]
     logits = xp.matmul(hidden, plan.classifier.T)
     if plan.bias is not None:
-        logits = logits + plan.bias
+        # In place where the library has it (NumPy, torch): no second block of logits.
+        logits += plan.bias
     epsilon = plan.epsilon if isinstance(plan.epsilon, float) else plan.epsilon[start:stop]
     prior = plan.prior
     if prior is not None and not isinstance(prior, str) and prior.ndim == 2:
@@ -221,9 +222,12 @@ def _shim_solve(problem: Any, *, with_grad: bool, denominators: Any) -> tuple[An
     problem.reduction = "sum"
     loss, grad = _solve(problem, with_grad=with_grad)
     xp, denominator = problem.xp, denominators[0]
-    loss = xp.astype(xp.astype(loss, problem.acc) / denominator, loss.dtype)
+    if not isinstance(denominator, float):
+        denominator = float(denominator)
+    scale = float("nan") if denominator == 0.0 else 1.0 / denominator
+    loss = xp.astype(xp.astype(loss, problem.acc) * scale, loss.dtype)
     if grad is not None:
-        grad = grad * xp.astype(xp.asarray(1.0 / denominator, dtype=problem.acc), grad.dtype)
+        grad = grad * scale
     return loss, grad
 
 
@@ -313,6 +317,8 @@ def evaluate(
         if row_cotangent is not None:
             grad = grad * row_cotangent[start:stop, ...]
         sums.add(start, stop, block_hidden, loss, grad)
+        # Freed now, not when the next block's gradient replaces it (one block less at the peak).
+        del grad
     return sums.result()
 
 
