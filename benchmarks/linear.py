@@ -154,10 +154,15 @@ def main() -> None:
         for variant in VARIANTS:
             row = rows[variant]
             results.append({"shape": shape, "variant": variant, **row})
-            print(
-                f"| {'x'.join(map(str, shape))} | {variant} | {row['seconds'] * 1e3:.0f} | "
-                f"{row['seconds'] / base:.2f} | {row['extra_bytes'] / MB:.1f} | {row['extra_bytes'] / logits_bytes:.3f} |"
-            )
+            cells = [
+                "x".join(map(str, shape)),
+                variant,
+                f"{row['seconds'] * 1e3:.0f}",
+                f"{row['seconds'] / base:.2f}",
+                f"{row['extra_bytes'] / MB:.1f}",
+                f"{row['extra_bytes'] / logits_bytes:.3f}",
+            ]
+            print(f"| {' | '.join(cells)} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

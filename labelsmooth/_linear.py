@@ -115,7 +115,8 @@ def _check_arrays(hidden: Any, classifier: Any, targets: Any, bias: Any, xp: Any
         msg = f"classifier must have shape (K, d) (an nn.Linear weight), got shape {tuple(classifier.shape)}"
         raise ValueError(msg)
     if classifier.dtype != hidden.dtype:
-        msg = f"classifier must have hidden's dtype {dtype_name(hidden.dtype)}, got dtype {dtype_name(classifier.dtype)}"
+        expected, got = dtype_name(hidden.dtype), dtype_name(classifier.dtype)
+        msg = f"classifier must have hidden's dtype {expected}, got dtype {got}"
         raise TypeError(msg)
     if hidden.shape[-1] != classifier.shape[1]:
         msg = (
@@ -127,7 +128,10 @@ def _check_arrays(hidden: Any, classifier: Any, targets: Any, bias: Any, xp: Any
         msg = f"targets must be integer class labels, got dtype {dtype_name(targets.dtype)}"
         raise TypeError(msg)
     if tuple(targets.shape) != tuple(hidden.shape[:-1]):
-        msg = f"targets must have hidden's shape without its last dimension, {tuple(hidden.shape[:-1])}, got shape {tuple(targets.shape)}"
+        msg = (
+            f"targets must have hidden's shape without its last dimension, {tuple(hidden.shape[:-1])}, "
+            f"got shape {tuple(targets.shape)}"
+        )
         raise ValueError(msg)
     if bias is not None:
         require_real_floating("bias", bias, xp)
@@ -339,6 +343,80 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     xp: Any = None,
 ) -> Any:
+    r"""Smoothed cross-entropy of the logits ``hidden @ classifier.T + bias``, never formed whole.
+
+    .. math::
+
+        z_i = W h_i + b, \qquad
+        \ell_i = -\sum_k q'_{ik} \log \operatorname{softmax}(z_i)_k, \qquad
+        q'_i = (1 - \varepsilon)\, e_{y_i} + \varepsilon\, u
+
+    (with class weights, PyTorch's ``-sum_k w_k q'_{ik} log p_{ik}``; Szegedy et al. 2016,
+    section 7). Equal to :func:`labelsmooth.cross_entropy` of the materialized logits, but
+    computed ``chunk_size`` rows at a time: each block's ``(chunk_size, K)`` logits are
+    formed, reduced and dropped before the next, so memory beyond the inputs is about two
+    blocks of logits instead of the ``(..., K)`` array (and, for the gradients, its
+    gradient). float32 inputs keep the row statistics in float64, as the plain loss does.
+
+    Parameters
+    ----------
+    hidden : array of real floating dtype, shape (..., d)
+        The features of every sample, last axis ``d``.
+    classifier : array of shape (K, d), the dtype of ``hidden``
+        The output layer's weight (``nn.Linear(d, K).weight``).
+    targets : array of integer dtype, shape ``hidden.shape[:-1]``
+        Class labels.
+    bias : array of shape (K,), optional
+    epsilon : float in [0, 1] or array broadcastable to the batch shape, default 0.0
+        Smoothing strength; an array gives per-sample smoothing.
+    prior : None, "others" or array, default None
+        Smoothing distribution ``u``: uniform, ``"others"`` (fairseq's ``(1 - q)/(K - 1)``)
+        or a class prior of shape (K,) or broadcastable to ``(..., K)``.
+    weight : array of shape (K,), optional
+        Per-class weights with PyTorch's semantics (``"mean"`` divides by the summed
+        ``w_y`` of the counted samples).
+    ignore_index : int, optional
+        Label whose samples contribute nothing and are not counted by ``"mean"``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    z_loss : float, default 0.0
+        Coefficient of ``lse(z)^2`` added to each sample's loss (``"mean"`` divides it by
+        the number of counted samples).
+    softcap : float, optional
+        Logits capped as ``softcap * tanh(z / softcap)`` before the loss.
+    chunk_size : int, optional
+        Rows per block. Default: at most 1/32 of the rows and at most 32 MiB of logits
+        per block (logits of at most 1 MiB in all are one block).
+    xp : array namespace, optional
+        Inferred from the array arguments when None.
+
+    Returns
+    -------
+    array
+        Scalar for ``"mean"``/``"sum"``, ``hidden.shape[:-1]`` for ``"none"``; dtype of
+        ``hidden``.
+
+    Raises
+    ------
+    TypeError
+        Non-floating ``hidden``, ``classifier`` or ``bias`` of another dtype than
+        ``hidden``, non-integer ``targets``, a ``chunk_size`` that is not an int.
+    ValueError
+        ``hidden``'s last dimension other than the classifier's ``d``, ``targets`` not of
+        the batch shape, ``bias`` not of shape (K,), ``chunk_size < 1``, and every error
+        of :func:`labelsmooth.cross_entropy` (labels out of range, ``epsilon`` outside
+        [0, 1], ...).
+
+    Examples
+    --------
+    >>> import array_api_strict as xp
+    >>> import labelsmooth as ls
+    >>> hidden = xp.asarray([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    >>> classifier = xp.asarray([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> y = xp.asarray([0, 1, 2])
+    >>> loss = ls.linear_cross_entropy(hidden, classifier, y, epsilon=0.1, chunk_size=2)
+    >>> bool(xp.abs(loss - ls.cross_entropy(hidden @ classifier.T, y, epsilon=0.1)) < 1e-15)
+    True
+    """
     options = {name: value for name, value in locals().items() if name not in ("hidden", "classifier", "targets")}
     return evaluate(hidden, classifier, targets, options, with_grad=False)[0]
 
@@ -360,6 +438,85 @@ def linear_cross_entropy_with_grad(
     chunk_size: int | None = None,
     xp: Any = None,
 ) -> tuple[Any, tuple[Any, Any, Any]]:
+    r"""Loss and the gradients of :func:`linear_cross_entropy` with respect to its three inputs.
+
+    .. math::
+
+        \frac{\partial L}{\partial h_i} = W^\top g_i, \qquad
+        \frac{\partial L}{\partial W} = \sum_i g_i h_i^\top, \qquad
+        \frac{\partial L}{\partial b} = \sum_i g_i, \qquad
+        g_i = \frac{\partial L}{\partial z_i} = r_i\,(p_i - q'_i)
+
+    with ``r_i`` the reduction's factor of row ``i`` (``1/normaliser`` for ``"mean"``) and
+    PyTorch's weighted ``(sum_k t_k) p - t`` with class weights. Each block's logits'
+    gradient ``g`` is turned into its share of the three gradients before the next block
+    is computed, so neither the logits nor their gradient is ever held whole.
+
+    Parameters
+    ----------
+    hidden : array of real floating dtype, shape (..., d)
+        The features of every sample, last axis ``d``.
+    classifier : array of shape (K, d), the dtype of ``hidden``
+        The output layer's weight (``nn.Linear(d, K).weight``).
+    targets : array of integer dtype, shape ``hidden.shape[:-1]``
+        Class labels.
+    bias : array of shape (K,), optional
+    epsilon : float in [0, 1] or array broadcastable to the batch shape, default 0.0
+        Smoothing strength; an array gives per-sample smoothing.
+    prior : None, "others" or array, default None
+        Smoothing distribution ``u``: uniform, ``"others"`` (fairseq's ``(1 - q)/(K - 1)``)
+        or a class prior of shape (K,) or broadcastable to ``(..., K)``.
+    weight : array of shape (K,), optional
+        Per-class weights with PyTorch's semantics (``"mean"`` divides by the summed
+        ``w_y`` of the counted samples).
+    ignore_index : int, optional
+        Label whose samples contribute nothing and are not counted by ``"mean"``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    z_loss : float, default 0.0
+        Coefficient of ``lse(z)^2`` added to each sample's loss (``"mean"`` divides it by
+        the number of counted samples).
+    softcap : float, optional
+        Logits capped as ``softcap * tanh(z / softcap)`` before the loss.
+    chunk_size : int, optional
+        Rows per block. Default: at most 1/32 of the rows and at most 32 MiB of logits
+        per block (logits of at most 1 MiB in all are one block).
+    xp : array namespace, optional
+        Inferred from the array arguments when None.
+
+    Returns
+    -------
+    loss : array
+        As :func:`linear_cross_entropy`'s.
+    (grad_hidden, grad_classifier, grad_bias) : tuple of arrays
+        The gradients of the loss with respect to ``hidden`` (its shape), ``classifier``
+        (its shape) and ``bias`` (None without one); for ``"none"`` those of the sum of the
+        per-sample losses (each row of ``grad_hidden`` is then its own sample's gradient).
+        Of float32 inputs, the classifier's gradient is accumulated in float32 as the
+        matrix products give it (as PyTorch's is), the bias's in float64.
+
+    Raises
+    ------
+    TypeError
+        Non-floating ``hidden``, ``classifier`` or ``bias`` of another dtype than
+        ``hidden``, non-integer ``targets``, a ``chunk_size`` that is not an int.
+    ValueError
+        ``hidden``'s last dimension other than the classifier's ``d``, ``targets`` not of
+        the batch shape, ``bias`` not of shape (K,), ``chunk_size < 1``, and every error
+        of :func:`labelsmooth.cross_entropy` (labels out of range, ``epsilon`` outside
+        [0, 1], ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import labelsmooth as ls
+    >>> rng = np.random.default_rng(0)
+    >>> hidden, classifier = rng.normal(size=(6, 3)), rng.normal(size=(5, 3))
+    >>> y = np.array([0, 4, 2, 2, 1, 3])
+    >>> loss, (dh, dw, db) = ls.linear_cross_entropy_with_grad(hidden, classifier, y, epsilon=0.1, chunk_size=4)
+    >>> dz = ls.cross_entropy_grad(hidden @ classifier.T, y, epsilon=0.1)
+    >>> bool(np.allclose(dh, dz @ classifier) and np.allclose(dw, dz.T @ hidden)), db is None
+    (True, True)
+    """
     options = {name: value for name, value in locals().items() if name not in ("hidden", "classifier", "targets")}
     loss, grads = evaluate(hidden, classifier, targets, options, with_grad=True)
     return loss, grads

@@ -325,7 +325,7 @@ def linear_cross_entropy(
     bias: Any = None,
     *,
     class_weight: Any = None,
-    ignore_index: int = -100,
+    ignore_index: int | None = -100,
     reduction: str = "mean",
     label_smoothing: Any = 0.0,
     prior: Any = None,
@@ -373,15 +373,15 @@ def linear_cross_entropy(
     --------
     >>> import torch
     >>> from labelsmooth.torch import linear_cross_entropy
-    >>> x = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    >>> x = torch.tensor([[1.0, 0.5]], requires_grad=True)
     >>> W = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
     >>> loss = linear_cross_entropy(x, W, torch.tensor([0]), label_smoothing=0.2)
     >>> round(loss.item(), 6)
-    0.413262
+    0.524077
     >>> loss.backward()
     >>> W.grad
-    tensor([[-0.1689,  0.0000],
-            [ 0.1689,  0.0000]])
+    tensor([[-0.2775, -0.1388],
+            [ 0.2775,  0.1388]])
     """
     options = {
         "epsilon": as_python_scalar(label_smoothing),

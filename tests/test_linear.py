@@ -46,7 +46,9 @@ def _torch_reference(data: dict, *, bias: bool = True, reduction: str = "mean", 
     if "weight" in options:
         options["weight"] = torch.tensor(options["weight"])
     logits = F.linear(h, w, b)
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.tensor(data["labels"]).reshape(-1), reduction=reduction, **options)
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), torch.tensor(data["labels"]).reshape(-1), reduction=reduction, **options
+    )
     if reduction == "none":
         loss = loss.reshape(data["labels"].shape)
     loss.sum().backward()
@@ -373,10 +375,18 @@ def test_torch_module_float32_without_grad(data: dict) -> None:
     [
         ({"hidden": np.zeros((N, D + 1))}, ValueError, r"hidden's last dimension must be the classifier's d = 6"),
         ({"classifier": np.zeros(K)}, ValueError, r"classifier must have shape \(K, d\)"),
-        ({"labels": np.zeros(N - 1, dtype=int)}, ValueError, r"targets must have hidden's shape .*\(23,\), got shape \(22,\)"),
+        (
+            {"labels": np.zeros(N - 1, dtype=int)},
+            ValueError,
+            r"targets must have hidden's shape .*\(23,\), got shape \(22,\)",
+        ),
         ({"labels": np.zeros(N)}, TypeError, r"targets must be integer class labels, got dtype float64"),
         ({"bias": np.zeros(K + 1)}, ValueError, r"bias must have shape \(11,\) .*got shape \(12,\)"),
-        ({"bias": np.zeros(K, dtype=np.float32)}, TypeError, r"bias must have hidden's dtype float64, got dtype float32"),
+        (
+            {"bias": np.zeros(K, dtype=np.float32)},
+            TypeError,
+            r"bias must have hidden's dtype float64, got dtype float32",
+        ),
         ({"classifier": np.zeros((K, D), np.float32)}, TypeError, r"classifier must have hidden's dtype float64"),
         ({"hidden": np.zeros((N, D), dtype=int)}, TypeError, r"hidden must have a real floating dtype"),
         ({"chunk_size": 0}, ValueError, r"chunk_size must be a positive int, got 0"),
