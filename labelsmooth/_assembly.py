@@ -17,29 +17,43 @@ from typing import Any
 from . import _core, _jax_fast, _kernel, _numpy_fast, _torch_fast
 from ._backend import device_of, fast_paths_enabled
 
-__all__ = ["dense_coefficients", "finish_gradient", "finish_rows", "reduce", "solve"]
+__all__ = [
+    "dense_coefficients",
+    "finish_gradient",
+    "finish_rows",
+    "mean_denominators",
+    "reduce",
+    "solve",
+    "z_loss_rows",
+]
 
 _NAN = float("nan")
 _BACKEND_KERNELS = (_numpy_fast, _jax_fast)
 
 
-def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
-    """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``)."""
+def solve(problem: Any, *, with_grad: bool, denominators: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``).
+
+    ``denominators`` replaces the problem's own normalisers of ``"mean"`` (see
+    :func:`mean_denominators`), for a problem that is one block of a larger batch: the
+    blocks' losses and gradients then add up to those of the whole batch.
+    """
     if fast_paths_enabled():
         views = _torch_fast.numpy_views(problem)
         if views is not None:
             # The whole evaluation on NumPy views of CPU tensors: the NumPy kernel, and the
             # algebra around it in NumPy, whose per-call cost is a fraction of torch's.
-            return _torch_fast.as_tensors(solve(views, with_grad=with_grad), problem)
-    denominator = _mean_denominator(problem) if problem.reduction == "mean" else None
-    scale = 1.0 if denominator is None else _reciprocal(problem, denominator)
-    if problem.sample_weight is not None:
-        # Per-sample weights scale each row's gradient as they scale its loss.
-        scale = scale * problem.sample_weight
+            if denominators is not None:
+                denominators = (_torch_fast.numpy_value(denominators[0]), _torch_fast.numpy_value(denominators[1]))
+            return _torch_fast.as_tensors(solve(views, with_grad=with_grad, denominators=denominators), problem)
+    if denominators is None:
+        denominators = mean_denominators(problem)
+    scale, z_scale = (_row_scale(problem, denominator) for denominator in denominators)
+    lse_coef = None if problem.z_loss == 0.0 else 2.0 * problem.z_loss * z_scale
     if problem.labels is not None:
-        coefficients, task = _label_task(problem, scale, with_grad)
+        coefficients, task = _label_task(problem, scale, with_grad, lse_coef)
     else:
-        total, task = _dense_task(problem, scale, with_grad)
+        total, task = _dense_task(problem, scale, with_grad, lse_coef)
     stats = _kernel_for(task)(task)
     if problem.labels is not None:
         per_sample = _core.label_loss(
@@ -53,8 +67,24 @@ def solve(problem: Any, *, with_grad: bool) -> tuple[Any, Any]:
         )
     else:
         per_sample = total * stats.log_sum + stats.profile_distance / stats.h
-    loss = reduce(problem, finish_rows(problem, per_sample), denominator)
+    z_rows = None if lse_coef is None else z_loss_rows(problem, stats.shift, stats.log_sum)
+    loss = reduce(problem, finish_rows(problem, per_sample), denominators, z_rows)
     return loss, None if stats.grad is None else finish_gradient(problem, stats.grad)
+
+
+def z_loss_rows(problem: Any, shift: Any, log_sum: Any) -> Any:
+    """``z_loss * lse^2`` of every row, finished as the loss rows are (sample weights, masks)."""
+    squared = _core.squared_log_sum_exp(shift, log_sum, problem.xp, problem.acc)
+    return finish_rows(problem, problem.z_loss * squared)
+
+
+def _row_scale(problem: Any, denominator: Any) -> Any:
+    """Each row's gradient factor: ``1 / denominator`` (``"mean"``) times its sample weight."""
+    scale = 1.0 if denominator is None else _reciprocal(problem, denominator)
+    if problem.sample_weight is not None:
+        # Per-sample weights scale each row's gradient as they scale its loss.
+        scale = scale * problem.sample_weight
+    return scale
 
 
 def _kernel_for(task: _kernel.Task) -> Any:
@@ -65,7 +95,7 @@ def _kernel_for(task: _kernel.Task) -> Any:
     return _kernel.run
 
 
-def _task(problem: Any, with_grad: bool, **fields: Any) -> _kernel.Task:
+def _task(problem: Any, with_grad: bool, lse_coef: Any, **fields: Any) -> _kernel.Task:
     return _kernel.Task(
         xp=problem.xp,
         logits=problem.logits,
@@ -76,11 +106,14 @@ def _task(problem: Any, with_grad: bool, **fields: Any) -> _kernel.Task:
         zero_rows=problem.ignored,
         nan_rows=problem.poison,
         threads=problem.threads,
+        lse_coef=lse_coef,
         **fields,
     )
 
 
-def _label_task(problem: Any, scale: Any, with_grad: bool) -> tuple[_core.LabelCoefficients, _kernel.Task]:
+def _label_task(
+    problem: Any, scale: Any, with_grad: bool, lse_coef: Any
+) -> tuple[_core.LabelCoefficients, _kernel.Task]:
     """The coefficients of integer labels (PyTorch's weighted convention) and their task."""
     xp, acc, epsilon = problem.xp, problem.acc, problem.epsilon
     shape = problem.logits.shape
@@ -109,6 +142,7 @@ def _label_task(problem: Any, scale: Any, with_grad: bool) -> tuple[_core.LabelC
     task = _task(
         problem,
         with_grad,
+        lse_coef,
         profile=profile,
         sum_profile=coefficients.spread_coef is not None,
         exclude_label=prior_kind == "others",
@@ -137,13 +171,14 @@ def _class_sum(profile: Any, shape: tuple, xp: Any, acc: Any) -> Any:
     return xp.sum(xp.broadcast_to(profile, shape), axis=-1, keepdims=True, dtype=acc)
 
 
-def _dense_task(problem: Any, scale: Any, with_grad: bool) -> tuple[Any, _kernel.Task]:
+def _dense_task(problem: Any, scale: Any, with_grad: bool, lse_coef: Any) -> tuple[Any, _kernel.Task]:
     """``T = sum_k c_k`` of probability targets and their task (``c`` as the profile)."""
     coefficients = dense_coefficients(problem)
     total = problem.xp.sum(coefficients, axis=-1, keepdims=True, dtype=problem.acc)
     task = _task(
         problem,
         with_grad,
+        lse_coef,
         profile=coefficients,
         sum_profile=True,
         exclude_label=False,
@@ -178,17 +213,33 @@ def finish_rows(problem: Any, per_sample: Any) -> Any:
     return per_sample
 
 
-def _mean_denominator(problem: Any) -> Any:
-    """PyTorch's normaliser: sum of w_y over counted samples (labels) or N (probabilities)."""
+def mean_denominators(problem: Any) -> tuple[Any, Any]:
+    """The normalisers of ``"mean"``: of the cross-entropy, and of the z-loss term.
+
+    The cross-entropy's is PyTorch's: the sum of ``w_y`` over counted samples (labels) or
+    the number of samples (probabilities). The z-loss term is divided by the number of
+    counted samples, unweighted (Liger's choice); without class weights the two are the
+    same object. ``(None, None)`` for the other reductions.
+    """
+    if problem.reduction != "mean":
+        return None, None
+    count = _counted(problem, weighted=False)
+    if problem.labels is None or problem.weight is None:
+        return count, count
+    return _counted(problem, weighted=True), count
+
+
+def _counted(problem: Any, *, weighted: bool) -> Any:
+    """The number of counted samples, or the sum of their ``w_y`` when ``weighted``."""
     xp, acc = problem.xp, problem.acc
     shape = (*tuple(problem.logits.shape[:-1]), 1)
-    if problem.labels is None or (problem.weight is None and problem.ignored is None):
+    if problem.labels is None or (not weighted and problem.ignored is None):
         # The number of samples, known from the shape: a Python number, no array work.
         count = 1
         for size in shape[:-1]:
             count *= size
         return float(count)
-    if problem.weight is None:
+    if not weighted:
         counted = xp.ones(shape, dtype=acc, device=device_of(problem.logits))
     else:
         labels = problem.labels[..., None]
@@ -213,28 +264,44 @@ def _reciprocal(problem: Any, denominator: Any) -> Any:
     return _safe_divide(one, denominator, problem.xp)
 
 
-def reduce(problem: Any, per_sample: Any, denominator: Any = None) -> Any:
+def reduce(problem: Any, per_sample: Any, denominators: tuple[Any, Any] | None = None, z_rows: Any = None) -> Any:
     """The loss in the result dtype from per-sample losses (batch + (1,), acc dtype).
 
-    ``denominator`` is the normaliser of ``"mean"`` when the caller has it already.
+    ``denominators`` are :func:`mean_denominators` when the caller has them already;
+    ``z_rows`` the z-loss terms of the rows (:func:`z_loss_rows`), or None.
     """
     xp = problem.xp
+    if problem.reduction == "mean" and denominators is None:
+        denominators = mean_denominators(problem)
+    loss_denominator, z_denominator = (None, None) if denominators is None else denominators
+    if z_rows is not None and (problem.reduction == "none" or z_denominator is loss_denominator):
+        per_sample, z_rows = per_sample + z_rows, None
     if problem.reduction == "none":
         return xp.astype(per_sample[..., 0], problem.result_dtype)
-    # NumPy reductions give scalars: reshape to keep the result a 0-d array.
-    total = xp.reshape(xp.sum(per_sample), (1,))
-    if problem.reduction == "mean":
-        denominator = _mean_denominator(problem) if denominator is None else denominator
-        if isinstance(denominator, float):
-            total = total * _NAN if denominator == 0.0 else total / denominator
-        else:
-            total = _safe_divide(total, denominator, xp)
+    total = _reduced(problem, per_sample, loss_denominator)
+    if z_rows is not None:
+        total = total + _reduced(problem, z_rows, z_denominator)
     return xp.reshape(xp.astype(total, problem.result_dtype), ())
+
+
+def _reduced(problem: Any, rows: Any, denominator: Any) -> Any:
+    """``sum(rows)``, divided by ``denominator`` unless it is None (shape (1,), acc dtype)."""
+    xp = problem.xp
+    # NumPy reductions give scalars: reshape to keep the result an array.
+    total = xp.reshape(xp.sum(rows), (1,))
+    if denominator is None:
+        return total
+    if isinstance(denominator, float):
+        return total * _NAN if denominator == 0.0 else total / denominator
+    return _safe_divide(total, denominator, xp)
 
 
 def finish_gradient(problem: Any, grad: Any) -> Any:
     """Gradient rows (class last, masks applied by the kernel) in the caller's dtype and layout."""
     xp = problem.xp
+    if problem.softcap is not None:
+        # The chain rule through the capped logits c * tanh(z / c).
+        grad = grad * _core.soft_cap_slope(problem.raw_logits, problem.softcap, xp)
     grad = xp.astype(grad, problem.result_dtype, copy=False)
     if problem.axis != problem.ndim - 1:
         grad = xp.moveaxis(grad, -1, problem.axis)

@@ -36,6 +36,9 @@ __all__ = [
     "scaled_distance_sum",
     "scaled_gradient_coefficients",
     "smoothed_rows",
+    "soft_cap",
+    "soft_cap_slope",
+    "squared_log_sum_exp",
     "take_along_last",
     "true_term_distance",
 ]
@@ -177,6 +180,28 @@ def smoothed_rows(q: Any, epsilon: Any, prior: Any, allowed: Any, count: Any, xp
     else:
         spread = epsilon * prior
     return (1.0 - epsilon) * q + spread
+
+
+def soft_cap(z: Any, cap: float, xp: Any) -> Any:
+    """Soft-capped logits ``cap * tanh(z / cap)`` (Gemma 2; Liger's ``softcap``), in ``z``'s dtype."""
+    return cap * xp.tanh(z / cap)
+
+
+def soft_cap_slope(z: Any, cap: float, xp: Any) -> Any:
+    """``d/dz cap * tanh(z / cap) = sech^2(z / cap)``, as ``4 t / (1 + t)^2`` with ``t = exp(-2|z| / cap)``.
+
+    Written with ``t <= 1`` it neither overflows (``cosh``) nor cancels (``1 - tanh^2``
+    loses every digit where ``tanh`` rounds to 1): each factor has its full relative
+    precision, also far in the tails where the slope underflows to 0.
+    """
+    t = xp.exp(xp.abs(z) * (-2.0 / cap))
+    return 4.0 * t / ((1.0 + t) * (1.0 + t))
+
+
+def squared_log_sum_exp(shift: Any, log_sum: Any, xp: Any, acc_dtype: Any) -> Any:
+    """``lse^2``, ``lse = m + log s`` (accumulation dtype): the z-loss term (PaLM, T5X) of each row."""
+    lse = xp.astype(shift, acc_dtype) + log_sum
+    return lse * lse
 
 
 @dataclass

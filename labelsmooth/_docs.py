@@ -40,6 +40,16 @@ OPTIONS_DOC = r"""
         gradient) is multiplied by its weight; ``"mean"`` still divides by PyTorch's
         normaliser (the number of samples, or the summed class weights of the counted
         ones), which is Keras' ``"sum_over_batch_size"`` when there are no class weights.
+    z_loss : float, default 0.0
+        Adds ``z_loss * lse_i^2`` to each counted sample's loss, ``lse_i`` the log-sum-exp
+        of its (capped) logits (PaLM's and T5X's ``z_loss``, Liger's ``lse_square_scale``);
+        the gradient gains ``2 z_loss lse_i p_i``. ``"mean"`` divides the z-loss terms by
+        the number of counted samples, without class weights (as Liger), so with class
+        weights they are not scaled by ``w_y``; sample weights scale them as the loss.
+    softcap : float, optional
+        A positive ``c`` replaces the logits by ``c * tanh(z / c)`` before everything else
+        (Gemma 2, Liger's ``softcap``); the gradient includes the chain rule
+        ``sech^2(z / c)``. A ``-inf`` logit becomes ``-c``.
     xp : array namespace, optional
         Inferred from the array arguments when None.
 """
@@ -54,7 +64,7 @@ RAISES_DOC = r"""
         Shape mismatches, labels out of range or on masked classes, ``epsilon`` outside
         [0, 1], an invalid prior, ``weight`` of the wrong length, an unknown ``reduction``,
         ``ignore_index`` with probability targets, a negative or non-finite
-        ``sample_weight``. Under ``jax.jit`` and on lazy Dask
+        ``sample_weight``, ``z_loss`` or ``softcap`` negative or not finite. Under ``jax.jit`` and on lazy Dask
         arrays, invalid values cannot be seen: the affected results are NaN instead.
 """
 

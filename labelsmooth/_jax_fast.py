@@ -42,6 +42,8 @@ def supports(task: Any) -> bool:
     """Whether this kernel runs ``task`` (a ``_kernel.Task``): JAX integer labels, no mask."""
     if not is_jax_namespace(task.xp) or task.labels is None or task.allowed is not None:
         return False
+    if task.lse_coef is not None:
+        return False
     # "others" leaves the true class out of the smoothing sum, a per-row mask that the
     # array-API kernel writes; a difference of the full sum and d_y would cancel.
     return not task.exclude_label and task.acc == task.logits.dtype

@@ -9,8 +9,10 @@ and returns :class:`RowStatistics`: for each row (class axis last, ``S = z - m``
 - ``true_half = d_y / 2`` (integer labels),
 - ``profile_distance = h * sum_k profile_k d_k`` (the label left out when
   ``exclude_label``), with ``h`` a power of two (``_core.overflow_scale``) or 1,
+- ``shift = m`` when the task has an ``lse_coef`` (the z-loss needs ``lse = m + log s``),
 - and, when asked, the gradient ``a * exp(S) / s - b * profile - c * e_y`` with the rows of
-  ``zero_rows`` 0 and those of ``nan_rows`` NaN.
+  ``zero_rows`` 0 and those of ``nan_rows`` NaN; with an ``lse_coef`` ``e``, ``a`` is
+  ``prob_coef + e * lse`` (the z-loss gradient ``2 z lse p`` joins the ``T p`` term).
 
 A kernel holds no loss algebra: what the statistics mean for the loss, the reduction and
 the gradient's coefficients is written once, in ``_assembly``. :func:`run` is the kernel
@@ -50,6 +52,7 @@ class Task:
     zero_rows: Any  # bool batch + (1,) or None
     nan_rows: Any  # bool batch + (1,) or None
     threads: int | None = None  # the caller's thread limit, for kernels that use threads
+    lse_coef: Any = None  # e (float or acc column): adds e * lse to a; None: no z-loss
 
 
 @dataclass
@@ -61,10 +64,11 @@ class RowStatistics:
     profile_distance: Any  # None unless the task's sum_profile
     h: Any  # the power of two profile_distance is scaled by (float or per-row values)
     grad: Any  # None unless the task's with_grad
+    shift: Any = None  # the row maximum m (acc dtype); None unless the task has an lse_coef
 
     def as_tuple(self) -> tuple:
         """The fields in order (``RowStatistics(*stats.as_tuple())`` rebuilds it)."""
-        return (self.log_sum, self.true_half, self.profile_distance, self.h, self.grad)
+        return (self.log_sum, self.true_half, self.profile_distance, self.h, self.grad, self.shift)
 
 
 def run(task: Task) -> RowStatistics:
@@ -77,7 +81,8 @@ def run(task: Task) -> RowStatistics:
     if task.sum_profile:
         distance, h = _core.scaled_distance_sum(rows, _summed_profile(task, labels), xp, acc)
     grad = _gradient(task, rows, labels) if task.with_grad else None
-    return RowStatistics(rows.log_sum, true_half, distance, h, grad)
+    shift = None if task.lse_coef is None else xp.astype(rows.shift, acc)
+    return RowStatistics(rows.log_sum, true_half, distance, h, grad, shift)
 
 
 def _summed_profile(task: Task, labels: Any) -> Any:
@@ -104,7 +109,10 @@ def _in_dtype(value: Any, dtype: Any, xp: Any) -> Any:
 def _gradient(task: Task, rows: _core.RowSoftmax, labels: Any) -> Any:
     xp = task.xp
     work = rows.exp_shifted.dtype
-    grad = xp.astype(task.prob_coef / rows.sum_exp, work) * rows.exp_shifted
+    prob_coef = task.prob_coef
+    if task.lse_coef is not None:
+        prob_coef = prob_coef + task.lse_coef * (xp.astype(rows.shift, task.acc) + rows.log_sum)
+    grad = xp.astype(prob_coef / rows.sum_exp, work) * rows.exp_shifted
     if task.spread_coef is not None:
         profile = 1.0 if task.profile is None else task.profile
         grad = grad - _in_dtype(task.spread_coef, work, xp) * profile

@@ -6,7 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from . import _core
-from ._assembly import dense_coefficients, finish_rows, reduce, solve
+from ._assembly import dense_coefficients, finish_rows, reduce, solve, z_loss_rows
 from ._backend import device_of, wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
 from ._problem import LossOptions, Problem, complete_options, prepare, with_options
@@ -54,13 +54,12 @@ def _mass_defect(problem: Problem) -> Any:
     return defect
 
 
-def _log_probabilities(problem: Problem) -> Any:
-    """``log p_k = (z_k - m) - log s`` in the accumulation dtype; ``-inf`` on masked classes."""
+def _softmax_rows(problem: Problem) -> _core.RowSoftmax:
+    """The rows' softmax statistics in the accumulation dtype; ``log p_k = shifted_k - log_sum``."""
     xp, acc = problem.xp, problem.acc
     # The whole softmax in the wider dtype (float64 for float32 logits where the backend has
     # it): near the optimum every bit of r_k = log q'_k - log p_k counts.
-    rows = _core.row_softmax(xp.astype(problem.logits, acc), problem.allowed, xp, acc)
-    return rows.shifted - rows.log_sum
+    return _core.row_softmax(xp.astype(problem.logits, acc), problem.allowed, xp, acc)
 
 
 def _divergence_terms(targets: Any, log_p: Any, xp: Any) -> Any:
@@ -99,10 +98,11 @@ def _weighted_terms(targets: Any, log_p: Any, weight: Any, xp: Any) -> Any:
     return xp.astype(weight, targets.dtype) * targets * ratio
 
 
-def _per_sample(problem: Problem) -> Any:
-    """Per-sample divergence (accumulation dtype, batch + (1,)), before reduction."""
+def _per_sample(problem: Problem) -> tuple[Any, Any]:
+    """Per-sample divergence and z-loss terms (or None) (accumulation dtype, batch + (1,))."""
     xp, acc = problem.xp, problem.acc
-    log_p = _log_probabilities(problem)
+    rows = _softmax_rows(problem)
+    log_p = rows.shifted - rows.log_sum
     if problem.labels is not None:
         targets = _label_targets(problem, log_p)
     else:
@@ -113,7 +113,8 @@ def _per_sample(problem: Problem) -> Any:
         divergence = xp.sum(terms, axis=-1, keepdims=True) + _mass_defect(problem)
     else:
         divergence = xp.sum(_weighted_terms(targets, log_p, problem.weight, xp), axis=-1, keepdims=True)
-    return finish_rows(problem, divergence)
+    z_rows = None if problem.z_loss == 0.0 else z_loss_rows(problem, rows.shift, rows.log_sum)
+    return finish_rows(problem, divergence), z_rows
 
 
 @with_options()
@@ -124,13 +125,15 @@ def kl_divergence(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) 
         values = complete_options(options)
         return _torch_autograd.loss(logits, targets, values, _evaluation, _torch_autograd.INPUTS, per_row=True)
     problem = prepare(logits, targets, **options)
-    return reduce(problem, _per_sample(problem))
+    divergence, z_rows = _per_sample(problem)
+    return reduce(problem, divergence, z_rows=z_rows)
 
 
 def _evaluation(logits: Any, targets: Any, options: dict[str, Any], with_grad: bool) -> tuple[Any, Any]:
     """The divergence and, with ``with_grad``, its gradient: the cross-entropy's (``H(q')`` has none)."""
     problem = prepare(logits, targets, **options)
-    divergence = reduce(problem, _per_sample(problem))
+    divergence, z_rows = _per_sample(problem)
+    divergence = reduce(problem, divergence, z_rows=z_rows)
     return divergence, solve(problem, with_grad=True)[1] if with_grad else None
 
 

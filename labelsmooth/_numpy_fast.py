@@ -134,6 +134,8 @@ def supports(task: Any) -> bool:
     """Whether this kernel runs ``task`` (a ``_kernel.Task``): NumPy arrays, no class mask."""
     if not is_numpy_namespace(task.xp) or task.allowed is not None or task.nan_rows is not None:
         return False
+    if task.lse_coef is not None:
+        return False
     z = task.logits
     if type(z) is not np.ndarray or z.dtype not in (np.float32, np.float64) or z.size == 0:
         return False

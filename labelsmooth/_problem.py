@@ -24,6 +24,8 @@ from ._validation import (
     check_ignore_index,
     check_prior_kind,
     check_reduction,
+    check_softcap,
+    check_z_loss,
     comparable_labels,
     dtype_name,
     either_mask,
@@ -71,6 +73,9 @@ class Problem:
     acc: Any
     threads: int | None = None  # the caller's thread limit for kernels that use threads
     eager: bool = False  # whether values can be read now (not under jax.jit, not lazy Dask)
+    z_loss: float = 0.0  # coefficient of lse^2 in each sample's loss
+    softcap: float | None = None  # c of the capped logits c * tanh(z / c)
+    raw_logits: Any = None  # the logits before capping (working dtype, class last), or None
 
 
 @dataclass
@@ -101,6 +106,8 @@ class AdapterOptions(TypedDict, total=False):
     where: Any
     reduction: str
     sample_weight: Any
+    z_loss: float
+    softcap: float | None
 
 
 class LossOptions(AdapterOptions, total=False):
@@ -121,6 +128,8 @@ def prepare(
     where: Any = None,
     reduction: str = "mean",
     sample_weight: Any = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     xp: Any = None,
     **unknown: Any,
 ) -> Problem:
@@ -135,6 +144,7 @@ def prepare(
     reduction = check_reduction(reduction)
     check_prior_kind(prior)
     ignore_index = check_ignore_index(ignore_index)
+    z_loss, softcap = check_z_loss(z_loss), check_softcap(softcap)
     is_labels = _check_target_kind(targets, logits, layout, ignore_index)
     epsilon = check_epsilon(epsilon, xp, layout.batch_shape)
     others = isinstance(prior, str)
@@ -153,9 +163,10 @@ def prepare(
         labels, ignored, target_poison = _label_targets(targets, layout, ignore_index, allowed)
     else:
         probabilities, target_poison = _probability_targets(targets, layout, allowed)
+    raw_logits = layout.class_last(xp.astype(logits, layout.work, copy=False))
     return Problem(
         xp=xp,
-        logits=layout.class_last(xp.astype(logits, layout.work, copy=False)),
+        logits=raw_logits if softcap is None else _core.soft_cap(raw_logits, softcap, xp),
         labels=labels,
         probabilities=probabilities,
         epsilon=epsilon,
@@ -172,6 +183,9 @@ def prepare(
         result_dtype=logits.dtype,
         acc=layout.acc,
         eager=layout.eager,
+        z_loss=z_loss,
+        softcap=softcap,
+        raw_logits=None if softcap is None else raw_logits,
     )
 
 

@@ -237,6 +237,8 @@ def _operator_loss(logits: Any, targets: Any, arguments: list[Any], static: dict
         static["axis"],
         static["ignore_index"],
         static["reduction"],
+        static["z_loss"],
+        static["softcap"],
         logits.requires_grad and torch.is_grad_enabled(),
     )
     return loss
@@ -256,6 +258,8 @@ def _smoothed_cross_entropy(
     axis: int,
     ignore_index: int | None,
     reduction: str,
+    z_loss: float,
+    softcap: float | None,
     with_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, gradient)``; the gradient is an empty tensor unless ``with_grad``."""
@@ -268,6 +272,8 @@ def _smoothed_cross_entropy(
         "axis": axis,
         "ignore_index": ignore_index,
         "reduction": reduction,
+        "z_loss": z_loss,
+        "softcap": softcap,
     }
     loss, grad = cross_entropy_evaluation(logits, targets, options, with_grad)
     return loss, grad if with_grad else logits.new_empty(0)
@@ -287,6 +293,8 @@ def _(
     axis: int,
     ignore_index: Any,
     reduction: str,
+    z_loss: float,
+    softcap: Any,
     with_grad: bool,
 ) -> tuple[Any, Any]:
     batch = [size for dim, size in enumerate(logits.shape) if dim != axis % logits.ndim]
@@ -301,7 +309,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 
 def _operator_backward(ctx: Any, grad_loss: Any, _grad_of_gradient: Any) -> tuple[Any, ...]:
     (grad,) = ctx.saved_tensors
-    return (grad * _broadcast_cotangent(grad_loss, grad, ctx.spec), *[None] * 12)
+    return (grad * _broadcast_cotangent(grad_loss, grad, ctx.spec), *[None] * 14)
 
 
 _smoothed_cross_entropy.register_autograd(_operator_backward, setup_context=_setup_context)

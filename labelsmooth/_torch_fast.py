@@ -20,7 +20,7 @@ import array_api_compat.numpy as np_namespace
 import numpy as np
 from array_api_compat import is_torch_namespace
 
-__all__ = ["as_tensors", "numpy_views"]
+__all__ = ["as_tensors", "numpy_value", "numpy_views"]
 
 _WORK_DTYPES = {"torch.float32": np.float32, "torch.float64": np.float64}
 
@@ -59,3 +59,9 @@ def as_tensors(results: tuple[Any, Any], problem: Any) -> tuple[Any, Any]:
     loss, grad = results
     loss = torch.from_numpy(np.asarray(loss)).to(problem.result_dtype)
     return loss, None if grad is None else torch.from_numpy(grad).to(problem.result_dtype)
+
+
+def numpy_value(value: Any) -> Any:
+    """A tensor as a NumPy array (for the NumPy evaluation of its problem); anything else unchanged."""
+    torch = sys.modules["torch"]
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value

@@ -143,6 +143,34 @@ def check_epsilon(epsilon: Any, xp: Any, batch_shape: tuple[int, ...]) -> Any:
     return value
 
 
+def check_z_loss(z_loss: Any) -> float:
+    """The z-loss coefficient: a finite, non-negative real number (a Python float)."""
+    z_loss = as_python_scalar(z_loss)
+    if isinstance(z_loss, bool) or not isinstance(z_loss, numbers.Real):
+        msg = f"z_loss must be a non-negative float, got {describe(z_loss)}"
+        raise TypeError(msg)
+    value = float(z_loss)
+    if not (0.0 <= value < float("inf")):
+        msg = f"z_loss must be finite and non-negative, got {z_loss!r}"
+        raise ValueError(msg)
+    return value
+
+
+def check_softcap(softcap: Any) -> float | None:
+    """The soft-capping constant: None, or a finite positive real number (a Python float)."""
+    if softcap is None:
+        return None
+    softcap = as_python_scalar(softcap)
+    if isinstance(softcap, bool) or not isinstance(softcap, numbers.Real):
+        msg = f"softcap must be None or a positive float, got {describe(softcap)}"
+        raise TypeError(msg)
+    value = float(softcap)
+    if not (0.0 < value < float("inf")):
+        msg = f"softcap must be None or finite and positive, got {softcap!r}"
+        raise ValueError(msg)
+    return value
+
+
 def epsilon_out_of_range(epsilon: Any, xp: Any) -> Any:
     """Mask of per-sample epsilons outside [0, 1] (NaN included), for traced inputs."""
     return xp.logical_not((epsilon >= 0) & (epsilon <= 1))

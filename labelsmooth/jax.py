@@ -43,6 +43,8 @@ _EXPECTED = {
     "axis": "an int",
     "ignore_index": "an int or None",
     "reduction": "one of 'mean', 'sum', 'none'",
+    "z_loss": "a non-negative float",
+    "softcap": "None or a positive float",
 }
 
 

@@ -31,6 +31,8 @@ from ._validation import (
     check_ignore_index,
     check_prior_kind,
     check_reduction,
+    check_softcap,
+    check_z_loss,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ def cross_entropy(
     prior: Any = None,
     where: Any = None,
     axis: int | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> Any:
     r"""Drop-in :func:`torch.nn.functional.cross_entropy` whose backward pass is the analytic ``p - q'``.
 
@@ -71,7 +75,8 @@ def cross_entropy(
     ``ValueError`` (PyTorch raises ``RuntimeError``). ``label_smoothing`` and ``epsilon``
     name the same option (give one). Extra options: ``prior`` (None: uniform;
     ``"others"``; or a class prior), a per-sample ``epsilon`` tensor, a ``where`` mask of
-    allowed classes and ``axis``; validation is that of :func:`labelsmooth.cross_entropy`.
+    allowed classes, ``axis``, ``z_loss`` and ``softcap``; validation is that of
+    :func:`labelsmooth.cross_entropy`.
 
     The backward pass is the gradient saved with the loss (exact second derivatives under
     ``create_graph=True``), as described in this module's introduction; under
@@ -94,6 +99,9 @@ def cross_entropy(
     where : torch.Tensor of bool, optional
     axis : int, optional
         The class axis; default 1 (0 for a 1-D input).
+    z_loss, softcap : float, optional
+        As in :func:`labelsmooth.cross_entropy` (Liger's ``lse_square_scale`` and
+        ``softcap``).
 
     Returns
     -------
@@ -117,6 +125,8 @@ def cross_entropy(
         "axis": (0 if input.ndim == 1 else 1) if axis is None else axis,
         "ignore_index": _ignore_index_for(target, ignore_index),
         "reduction": _legacy_reduction(size_average, reduce, reduction),
+        "z_loss": z_loss,
+        "softcap": softcap,
     }
     return _torch_autograd.cross_entropy(input, target, options)
 
@@ -157,7 +167,8 @@ class CrossEntropyLoss(nn.Module):
     ``RuntimeError``). ``label_smoothing`` and ``epsilon`` name the same option (give
     one). Extra options: ``prior`` (None: uniform; ``"others"``; or a class prior), a
     per-sample ``epsilon`` tensor, a ``where`` mask of allowed classes (also accepted per
-    call by :meth:`forward`) and ``axis``. Second derivatives are exact, as for
+    call by :meth:`forward`), ``axis``, ``z_loss`` and ``softcap`` (as in
+    :func:`labelsmooth.cross_entropy`). Second derivatives are exact, as for
     :func:`cross_entropy`. Szegedy et al. (2016), section 7.
 
     Parameters
@@ -177,6 +188,10 @@ class CrossEntropyLoss(nn.Module):
     prior : None, "others" or torch.Tensor, default None
     where : torch.Tensor of bool, optional
     axis : int, default 1
+    z_loss : float, default 0.0
+        Coefficient of the z-loss ``z_loss * lse^2`` (Liger's ``lse_square_scale``).
+    softcap : float, optional
+        Logits soft-capped to ``softcap * tanh(z / softcap)`` first.
 
     Examples
     --------
@@ -201,9 +216,13 @@ class CrossEntropyLoss(nn.Module):
         prior: Any = None,
         where: Any = None,
         axis: int = 1,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
+        # Checked now rather than at the first batch.
+        self.z_loss, self.softcap = check_z_loss(z_loss), check_softcap(softcap)
         self.reduction = _legacy_reduction(size_average, reduce, reduction)
         self.axis = axis
         for name, value in {"weight": weight, "prior": prior, "where": where}.items():
@@ -238,7 +257,7 @@ class CrossEntropyLoss(nn.Module):
         prior = self.prior if isinstance(self.prior, (str, type(None))) else "tensor"
         return (
             f"label_smoothing={self.epsilon!r}, prior={prior!r}, ignore_index={self.ignore_index}, "
-            f"reduction={self.reduction!r}, axis={self.axis}"
+            f"reduction={self.reduction!r}, axis={self.axis}, z_loss={self.z_loss!r}, softcap={self.softcap!r}"
         )
 
     def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:
@@ -253,6 +272,8 @@ class CrossEntropyLoss(nn.Module):
             prior=self.prior,
             where=self.where if where is None else where,
             axis=0 if input.ndim == 1 else self.axis,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
         )
 
 

@@ -94,6 +94,8 @@ class _Options(NamedTuple):
     where: Any
     reduction: Any
     sample_weight: Any
+    z_loss: Any
+    softcap: Any
     dps: int
 
 
@@ -112,6 +114,8 @@ class _Rows(NamedTuple):
     masked: bool  # whether a where mask was given
     batch_shape: tuple[int, ...]
     axis: int
+    z_loss: float
+    softcap: float | None
 
 
 class _Target(NamedTuple):
@@ -256,8 +260,28 @@ def _prepare(logits: Any, targets: Any, options: _Options) -> tuple[_Rows, str]:
         masked=options.where is not None,
         batch_shape=batch_shape,
         axis=axis,
+        z_loss=_non_negative("z_loss", options.z_loss),
+        softcap=None if options.softcap is None else _positive("softcap", options.softcap),
     )
     return rows, reduction
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        msg = f"{name} must be a non-negative float, got {value!r}"
+        raise TypeError(msg)
+    if not 0.0 <= float(value) < float("inf"):
+        msg = f"{name} must be finite and non-negative, got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    checked = _non_negative(name, value)
+    if checked == 0.0:
+        msg = f"{name} must be None or finite and positive, got {value!r}"
+        raise ValueError(msg)
+    return checked
 
 
 def _sample_target(ctx: Any, rows: _Rows, w_row: list[Any], i: int) -> _Target | None:
@@ -355,6 +379,24 @@ def _sample_loss(
     return loss, _sample_gradient(ctx, exps, coef, top, rest, total_coef, classes, num_classes)
 
 
+def _z_term(
+    ctx: Any, z_i: list[Any], z_loss: Any, classes: list[int], num_classes: int, need_grad: bool
+) -> tuple[Any, list[Any] | None]:
+    """``z_loss * lse^2`` of one sample and its gradient row ``2 z_loss lse p``."""
+    if any(ctx.isnan(v) or v == ctx.inf for v in z_i):
+        return ctx.nan, ([ctx.nan] * num_classes if need_grad else None)
+    top = max(z_i)
+    exps = [ctx.exp(v - top) for v in z_i]
+    total = ctx.fsum(exps)
+    lse = top + ctx.log(total)
+    if not need_grad:
+        return z_loss * lse * lse, None
+    grad_row: list[Any] = [ctx.mpf(0)] * num_classes
+    for k, e in zip(classes, exps):
+        grad_row[k] = 2 * z_loss * lse * e / total
+    return z_loss * lse * lse, grad_row
+
+
 def _sample_gradient(
     ctx: Any,
     exps: list[Any],
@@ -378,57 +420,81 @@ def _sample_gradient(
     return grad_row
 
 
-def _per_sample(mpmath: Any, rows: _Rows, need_grad: bool) -> tuple[list[Any], list[Any], list[Any]]:
-    """Per-sample losses and gradient rows (None for ignored samples), and the "mean" shares."""
+class _Part(NamedTuple):
+    """One summand of the loss over the samples: per-sample values, gradient rows, "mean" shares."""
+
+    losses: list[Any]  # None for ignored samples
+    grads: list[Any]  # None for ignored samples (or when no gradient is asked for)
+    shares: list[Any]  # the "mean" normaliser's share of each counted sample
+
+
+def _per_sample(mpmath: Any, rows: _Rows, need_grad: bool) -> tuple[_Part, _Part]:
+    """The cross-entropy and the z-loss terms of every sample.
+
+    The cross-entropy's "mean" shares are PyTorch's (``w_y``); the z-loss terms' are 1 each.
+    """
     ctx = mpmath.mp
     num_classes = rows.logits.shape[1]
     w_row = [ctx.mpf(1)] * num_classes if rows.weights is None else [ctx.mpf(float(v)) for v in rows.weights]
-    losses: list[Any] = []
-    grads: list[list[Any] | None] = []
-    counted: list[Any] = []  # the "mean" normaliser's share of each counted sample
+    loss_part, z_part = _Part([], [], []), _Part([], [], [])
     for i in range(rows.logits.shape[0]):
         target = _sample_target(ctx, rows, w_row, i)
-        if target is None:
-            losses.append(None)
-            grads.append(None)
-            continue
-        counted.append(target.share)
-        classes = [k for k in range(num_classes) if rows.allowed[i, k]]
-        coef = _coefficients(ctx, rows, i, classes, target, w_row)
-        z_i = _exact_logits(mpmath, rows.logits[i, classes])
-        loss, grad_row = _sample_loss(ctx, z_i, coef, classes, num_classes, need_grad)
-        if rows.sample_weights is not None:
-            # Keras' sample weights multiply the sample's loss and gradient, not the normaliser.
-            factor = ctx.mpf(float(rows.sample_weights[i]))
-            loss = factor * loss
-            grad_row = None if grad_row is None else [factor * g for g in grad_row]
-        losses.append(loss)
-        grads.append(grad_row)
-    return losses, grads, counted
+        values = (None, None, None, None) if target is None else _sample(mpmath, rows, i, target, w_row, need_grad)
+        for part, loss, grad in ((loss_part, values[0], values[1]), (z_part, values[2], values[3])):
+            part.losses.append(loss)
+            part.grads.append(grad)
+        if target is not None:
+            loss_part.shares.append(target.share)
+            z_part.shares.append(ctx.mpf(1))
+    return loss_part, z_part
 
 
-def _reduce(
-    ctx: Any, losses: list[Any], counted: list[Any], reduction: str, batch_shape: tuple[int, ...]
-) -> tuple[np.ndarray, Any]:
-    """The reduced loss as float64, and the factor the reduction applies to each gradient."""
+def _sample(mpmath: Any, rows: _Rows, i: int, target: _Target, w_row: list[Any], need_grad: bool) -> tuple:
+    """``(loss, grad_row, z_term, z_grad_row)`` of counted sample ``i`` (grad rows None unless asked)."""
+    ctx = mpmath.mp
+    num_classes = rows.logits.shape[1]
+    classes = [k for k in range(num_classes) if rows.allowed[i, k]]
+    coef = _coefficients(ctx, rows, i, classes, target, w_row)
+    z_i = _exact_logits(mpmath, rows.logits[i, classes])
+    cap = None if rows.softcap is None else ctx.mpf(rows.softcap)
+    capped = z_i if cap is None else [cap * ctx.tanh(v / cap) for v in z_i]
+    loss, grad_row = _sample_loss(ctx, capped, coef, classes, num_classes, need_grad)
+    z_term, z_grad = _z_term(ctx, capped, ctx.mpf(rows.z_loss), classes, num_classes, need_grad)
+    factors = [ctx.mpf(1)] * num_classes
+    if cap is not None:
+        # The chain rule through c tanh(z / c): times sech^2(z / c).
+        for k, v in zip(classes, z_i):
+            factors[k] = ctx.sech(v / cap) ** 2
+    # Keras' sample weights multiply the sample's loss and gradient, not the normaliser.
+    weight = ctx.mpf(1) if rows.sample_weights is None else ctx.mpf(float(rows.sample_weights[i]))
+    if grad_row is not None and z_grad is not None:
+        grad_row = [weight * f * g for f, g in zip(factors, grad_row)]
+        z_grad = [weight * f * g for f, g in zip(factors, z_grad)]
+    return weight * loss, grad_row, weight * z_term, z_grad
+
+
+def _reduce(ctx: Any, part: _Part, reduction: str) -> tuple[Any, Any]:
+    """The reduced part (a list of mpf for "none"), and the factor it applies to each gradient."""
     one = ctx.mpf(1)
     if reduction == "none":
-        loss = np.array([0.0 if v is None else float(v) for v in losses], dtype=np.float64)
-        return loss.reshape(batch_shape), one
-    total_loss = ctx.fsum(v for v in losses if v is not None)
+        return [ctx.mpf(0) if v is None else v for v in part.losses], one
+    total = ctx.fsum(v for v in part.losses if v is not None)
     if reduction == "sum":
-        return np.asarray(float(total_loss), dtype=np.float64), one
-    denominator = ctx.fsum(counted)
-    scale = ctx.nan if denominator == 0 else one / denominator
-    return np.asarray(float(ctx.nan if denominator == 0 else total_loss / denominator), dtype=np.float64), scale
+        return total, one
+    denominator = ctx.fsum(part.shares)
+    if denominator == 0:
+        return ctx.nan, ctx.nan
+    return total / denominator, one / denominator
 
 
-def _gradient(grads: list[Any], scale: Any, rows: _Rows) -> np.ndarray:
-    """The scaled gradient rows as float64 in the logits' layout (0 for ignored samples)."""
+def _gradient(ctx: Any, parts: list[tuple[_Part, Any]], rows: _Rows) -> np.ndarray:
+    """The parts' gradient rows, each times its scale, as float64 in the logits' layout."""
     grad_rows = np.zeros(rows.logits.shape, dtype=np.float64)
-    for i, grad_row in enumerate(grads):
-        if grad_row is not None:
-            grad_rows[i] = [float(scale * g) for g in grad_row]
+    for i in range(rows.logits.shape[0]):
+        terms = [(scale, part.grads[i]) for part, scale in parts if part.grads[i] is not None]
+        if terms:
+            num_classes = rows.logits.shape[1]
+            grad_rows[i] = [float(ctx.fsum(scale * row[k] for scale, row in terms)) for k in range(num_classes)]
     moved_shape = (*rows.batch_shape, rows.logits.shape[1])
     return np.ascontiguousarray(np.moveaxis(grad_rows.reshape(moved_shape), -1, rows.axis))
 
@@ -437,11 +503,17 @@ def _solve(logits: Any, targets: Any, options: _Options, *, need_grad: bool) -> 
     mpmath = _mpmath()
     rows, reduction = _prepare(logits, targets, options)
     with mpmath.mp.workdps(options.dps):
-        losses, grads, counted = _per_sample(mpmath, rows, need_grad)
-        loss, scale = _reduce(mpmath.mp, losses, counted, reduction, rows.batch_shape)
+        ctx = mpmath.mp
+        parts = _per_sample(mpmath, rows, need_grad)
+        (loss, scale), (z_total, z_scale) = (_reduce(ctx, part, reduction) for part in parts)
+        if reduction == "none":
+            values = np.array([float(a + b) for a, b in zip(loss, z_total)], dtype=np.float64)
+            result = values.reshape(rows.batch_shape)
+        else:
+            result = np.asarray(float(loss + z_total), dtype=np.float64)
         if not need_grad:
-            return loss, None
-        return loss, _gradient(grads, scale, rows)
+            return result, None
+        return result, _gradient(ctx, [(parts[0], scale), (parts[1], z_scale)], rows)
 
 
 _PARAMETERS_DOC = r"""
@@ -452,7 +524,7 @@ _PARAMETERS_DOC = r"""
     targets : array
         Integer labels (the logits' shape without ``axis``) or floating probability rows
         (the logits' shape), as in :func:`labelsmooth.cross_entropy`.
-    epsilon, prior, axis, weight, ignore_index, where, reduction, sample_weight
+    epsilon, prior, axis, weight, ignore_index, where, reduction, sample_weight, z_loss, softcap
         Exactly as in :func:`labelsmooth.cross_entropy`: ``q' = (1 - eps) q + eps u`` with
         ``u`` uniform over the allowed classes (``prior=None``), ``(allowed - q)/(K - 1)``
         (``"others"``) or the given prior (renormalised over the allowed classes when
