@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import is_dask_array, is_numpy_array, is_torch_array
 
-from ._assembly import solve as _solve
+from ._assembly import solve
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, wants_torch_autograd
 from ._problem import prepare
 from ._validation import (
@@ -213,26 +213,9 @@ def _solve_block(plan: _Plan, start: int, stop: int, with_grad: bool) -> tuple[A
     prior = plan.prior
     if prior is not None and not isinstance(prior, str) and prior.ndim == 2:
         prior = prior[start:stop, ...]
-    shim = {k: v for k, v in plan.options.items() if k not in ("z_loss", "softcap")}
-    problem = prepare(logits, plan.targets[start:stop], epsilon=epsilon, prior=prior, **shim, xp=xp)
-    loss, grad = _shim_solve(problem, with_grad=with_grad, denominators=plan.denominators)
+    problem = prepare(logits, plan.targets[start:stop], epsilon=epsilon, prior=prior, **plan.options, xp=xp)
+    loss, grad = solve(problem, with_grad=with_grad, denominators=plan.denominators)
     return hidden, loss, grad
-
-
-def _shim_solve(problem: Any, *, with_grad: bool, denominators: Any) -> tuple[Any, Any]:
-    """TEMPORARY until solve takes denominators: a "sum" problem divided by the global normaliser."""
-    if denominators is None:
-        return _solve(problem, with_grad=with_grad)
-    problem.reduction = "sum"
-    loss, grad = _solve(problem, with_grad=with_grad)
-    xp, denominator = problem.xp, denominators[0]
-    if not isinstance(denominator, float):
-        denominator = float(denominator)
-    scale = float("nan") if denominator == 0.0 else 1.0 / denominator
-    loss = xp.astype(xp.astype(loss, problem.acc) * scale, loss.dtype)
-    if grad is not None:
-        grad = grad * scale
-    return loss, grad
 
 
 class _Sums:

@@ -166,6 +166,40 @@ def test_priors_against_the_materialized_logits(data: dict, options: dict, chunk
     _assert_all_close(result, expected)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 4, None])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"z_loss": 1e-2, "epsilon": 0.1, "weight": "weight", "ignore_index": -100},
+        {"softcap": 3.0, "epsilon": 0.2, "ignore_index": -100},
+        {"z_loss": 1e-3, "softcap": 2.0, "prior": "others", "epsilon": 0.1, "ignore_index": -100},
+    ],
+    ids=str,
+)
+def test_z_loss_and_softcap_against_the_materialized_logits(data: dict, options: dict, reduction: str, chunk_size):
+    """The z-loss's own normaliser (counted rows) and the capped logits' chain rule, block by block."""
+    options = {**options, "reduction": reduction}
+    if "weight" in options:
+        options["weight"] = data["weight"]
+    expected = _materialized(data, **options)
+    result = ls.linear_cross_entropy_with_grad(
+        data["hidden"], data["classifier"], data["labels"], bias=data["bias"], chunk_size=chunk_size, **options
+    )
+    _assert_all_close(result, expected)
+
+
+def test_torch_module_z_loss_and_softcap(data: dict) -> None:
+    options = {"z_loss": 1e-2, "softcap": 3.0, "ignore_index": -100}
+    h, w, b = (torch.tensor(data[name], requires_grad=True) for name in ("hidden", "classifier", "bias"))
+    loss = ltorch.LinearCrossEntropyLoss(label_smoothing=0.1, chunk_size=6, **options)(
+        h, w, torch.tensor(data["labels"]), b
+    )
+    loss.backward()
+    expected = _materialized(data, epsilon=0.1, **options)
+    _assert_all_close((loss.detach().numpy(), (h.grad.numpy(), w.grad.numpy(), b.grad.numpy())), expected)
+
+
 def test_uniform_prior_array_is_torch_label_smoothing(data: dict) -> None:
     expected = _torch_reference(data, label_smoothing=0.25, ignore_index=-100)
     result = ls.linear_cross_entropy_with_grad(
