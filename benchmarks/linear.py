@@ -17,7 +17,10 @@ inputs and the returned gradients: for ``numpy`` the peak of ``tracemalloc`` (Nu
 its allocations to it) during one step, less the gradients' bytes; for the torch rows the
 peak resident-memory increase of the first step in a fresh process per row (``ru_maxrss``
 after it minus the resident memory before it, with the inputs already allocated and
-touched), less the gradients' bytes. Each row is run in a fresh process, so that one row's
+touched, after one step on 64 of the rows so that PyTorch's one-time initialisation is
+not counted), less the gradients' bytes; every row runs with ``MALLOC_MMAP_THRESHOLD_=1048576``, so that
+glibc returns freed blocks of 1 MB and more to the system instead of keeping them resident
+(without it the peak counts freed blocks that malloc kept). Each row is run in a fresh process, so that one row's
 freed memory does not hide another's peak. ``x logits`` is that peak over the bytes of the
 float32 ``N x K`` logits.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -112,6 +116,10 @@ def run_variant(variant: str, shape: tuple[int, int, int], repeat: int, chunk_si
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     else:
+        # One step on 64 of the rows first: PyTorch's one-time initialisation (autograd
+        # engine, thread pools) is not counted as the step's memory.
+        small = (arrays[0][:64], arrays[1], arrays[2], arrays[3][:64])
+        torch_step(small, variant, chunk_size)()
         before = resident_bytes()
         grads = step()
         peak = max_rss_bytes() - before
@@ -147,7 +155,10 @@ def main() -> None:
             command += ["--repeat", str(args.repeat)]
             if args.chunk_size is not None:
                 command += ["--chunk-size", str(args.chunk_size)]
-            completed = subprocess.run(command, capture_output=True, text=True, check=True)
+            # Blocks of 1 MB and more are mapped and unmapped by malloc, not kept in its heap:
+            # resident memory then follows what is alive (for every row alike).
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+            completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
             rows[variant] = json.loads(completed.stdout.strip().splitlines()[-1])
         logits_bytes = shape[0] * shape[2] * 4
         base = rows["torch-materialized"]["seconds"]

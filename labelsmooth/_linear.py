@@ -251,7 +251,8 @@ class _Sums:
             self.grad_hidden_array[start:stop, ...] = rows
         self._add_classifier(grad, hidden)
         if self.plan.bias is not None:
-            column_sums = xp.sum(grad, axis=0, dtype=self.plan.acc)
+            # Summed in the gradient's dtype, added in acc: a dtype= sum would cast the block first.
+            column_sums = xp.astype(xp.sum(grad, axis=0), self.plan.acc)
             self.grad_bias = column_sums if self.grad_bias is None else self.grad_bias + column_sums
 
     def _add_classifier(self, grad: Any, hidden: Any) -> None:
@@ -475,7 +476,8 @@ def linear_cross_entropy_with_grad(
         (its shape) and ``bias`` (None without one); for ``"none"`` those of the sum of the
         per-sample losses (each row of ``grad_hidden`` is then its own sample's gradient).
         Of float32 inputs, the classifier's gradient is accumulated in float32 as the
-        matrix products give it (as PyTorch's is), the bias's in float64.
+        matrix products give it (as PyTorch's is), the bias's block sums are added in
+        float64.
 
     Raises
     ------
