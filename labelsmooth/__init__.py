@@ -13,6 +13,7 @@ from ._binary import (
     binary_cross_entropy_with_grad,
 )
 from ._kl import kl_divergence
+from ._linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from ._losses import cross_entropy, cross_entropy_grad, cross_entropy_with_grad
 from ._softmax import (
     log_softmax,
@@ -33,6 +34,8 @@ __all__ = [
     "cross_entropy_grad",
     "cross_entropy_with_grad",
     "kl_divergence",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "log_softmax",
     "logsumexp",
     "one_hot",

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from . import _torch_autograd
+from . import _linear, _torch_autograd
 from ._torch_vocab_parallel import vocab_parallel_cross_entropy
 from ._validation import (
     as_python_scalar,
@@ -39,7 +39,13 @@ from ._validation import (
 if TYPE_CHECKING:
     pass
 
-__all__ = ["CrossEntropyLoss", "cross_entropy", "vocab_parallel_cross_entropy"]
+__all__ = [
+    "CrossEntropyLoss",
+    "LinearCrossEntropyLoss",
+    "cross_entropy",
+    "linear_cross_entropy",
+    "vocab_parallel_cross_entropy",
+]
 
 
 def cross_entropy(
@@ -290,3 +296,215 @@ def _ignore_index_for(target: Any, ignore_index: Any) -> Any:
         )
         raise ValueError(msg)
     return None
+
+
+# --- the linear layer and its loss together ---------------------------------------------
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """The loss of ``input @ weight.T + bias`` in ``forward``; ``backward`` from saved or recomputed gradients.
+
+    ``"mean"`` and ``"sum"``: ``forward`` computes the three gradients with the loss (block
+    by block, no ``N x K`` tensor kept) and saves them; ``backward`` scales them by the
+    incoming gradient. ``"none"``: ``backward`` recomputes them block by block, each row's
+    logits' gradient scaled by its own incoming gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, input: Any, weight: Any, bias: Any, target: Any, options: dict) -> Any:
+        arrays = (input.detach(), weight.detach(), target)
+        detached = {**options, "bias": None if bias is None else bias.detach()}
+        ctx.options, ctx.has_bias = detached, bias is not None
+        if options["reduction"] == "none":
+            ctx.save_for_backward(*arrays[:2], target, detached["bias"])
+            return _linear.evaluate(*arrays, detached, with_grad=False)[0]
+        loss, ctx.gradients = _linear.evaluate(*arrays, detached, with_grad=True)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_output: Any) -> tuple[Any, ...]:
+        if ctx.options["reduction"] == "none":
+            input, weight, target, bias = ctx.saved_tensors
+            options = {**ctx.options, "bias": bias}
+            _, grads = _linear.evaluate(input, weight, target, options, with_grad=True, row_cotangent=grad_output)
+        else:
+            grads, ctx.gradients = ctx.gradients, None
+            if grads is None:
+                msg = "the gradients of LinearCrossEntropyLoss were used by an earlier backward pass"
+                raise RuntimeError(msg)
+            if not (grad_output.numel() == 1 and grad_output.item() == 1.0):
+                grads = tuple(None if g is None else g * grad_output for g in grads)
+        grad_input, grad_weight, grad_bias = grads
+        wanted = ctx.needs_input_grad
+        return (
+            grad_input if wanted[0] else None,
+            grad_weight if wanted[1] else None,
+            grad_bias if ctx.has_bias and wanted[2] else None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    input: Any,
+    weight: Any,
+    target: Any,
+    bias: Any = None,
+    *,
+    class_weight: Any = None,
+    ignore_index: int | None = -100,
+    reduction: str = "mean",
+    label_smoothing: Any = 0.0,
+    prior: Any = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> Any:
+    r"""Smoothed cross-entropy of ``F.linear(input, weight, bias)``, never holding the whole logits.
+
+    .. math::
+
+        z = x W^\top + b, \qquad \ell = -\sum_k w_k\, q'_k \log \operatorname{softmax}(z)_k,
+        \qquad q' = (1 - \varepsilon)\, e_y + \varepsilon\, u
+
+    Equal to ``F.cross_entropy(F.linear(input, weight, bias), target, weight=class_weight,
+    ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)`` with
+    features last (``input`` of shape ``(..., d)``, ``target`` of shape ``input.shape[:-1]``),
+    computed ``chunk_size`` rows at a time by :func:`labelsmooth.linear_cross_entropy`.
+    The backward pass gives the gradients of ``input``, ``weight`` and ``bias`` without any
+    ``N x K`` tensor: for ``"mean"`` and ``"sum"`` they are computed with the loss and saved
+    (``N d + K d + K`` numbers), for ``"none"`` recomputed block by block in the backward
+    pass. First derivatives only (a second backward through it is an error).
+
+    Parameters
+    ----------
+    input : torch.Tensor of shape (..., d)
+    weight : torch.Tensor of shape (K, d)
+        The classifier, as ``nn.Linear(d, K).weight``.
+    target : torch.Tensor of integer dtype, shape ``input.shape[:-1]``
+    bias : torch.Tensor of shape (K,), optional
+    class_weight : torch.Tensor of shape (K,), optional
+        PyTorch's ``weight`` of ``F.cross_entropy``.
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float or torch.Tensor of the batch shape, default 0.0
+    prior, z_loss, softcap, chunk_size
+        As in :func:`labelsmooth.linear_cross_entropy`.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar for ``"mean"``/``"sum"``, ``input.shape[:-1]`` for ``"none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from labelsmooth.torch import linear_cross_entropy
+    >>> x = torch.tensor([[1.0, 0.5]], requires_grad=True)
+    >>> W = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    >>> loss = linear_cross_entropy(x, W, torch.tensor([0]), label_smoothing=0.2)
+    >>> round(loss.item(), 6)
+    0.524077
+    >>> loss.backward()
+    >>> W.grad
+    tensor([[-0.2775, -0.1388],
+            [ 0.2775,  0.1388]])
+    """
+    options = {
+        "epsilon": as_python_scalar(label_smoothing),
+        "prior": prior,
+        "weight": class_weight,
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "z_loss": z_loss,
+        "softcap": softcap,
+        "chunk_size": chunk_size,
+        "xp": None,
+    }
+    return _LinearCrossEntropy.apply(input, weight, bias, target, options)
+
+
+class LinearCrossEntropyLoss(nn.Module):
+    r"""The last linear layer and the smoothed cross-entropy in one module, without the ``N x K`` logits.
+
+    .. math::
+
+        z = x W^\top + b, \qquad \ell = -\sum_k w_k\, q'_k \log \operatorname{softmax}(z)_k,
+        \qquad q' = (1 - \varepsilon)\, e_y + \varepsilon\, u
+
+    ``loss(input, weight, target, bias)`` is :func:`linear_cross_entropy`: the value of
+    ``nn.CrossEntropyLoss(weight, ignore_index=..., reduction=..., label_smoothing=...)``
+    of ``F.linear(input, weight, bias)`` with features last, computed block by block and
+    differentiated analytically. The arguments of :meth:`forward` follow
+    :func:`torch.nn.functional.linear`'s ``(input, weight, bias)`` with the target third
+    (Liger's ``LigerFusedLinearCrossEntropyLoss`` takes ``(weight, input, target, bias)``).
+
+    Parameters
+    ----------
+    label_smoothing : float, default 0.0
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
+    weight : torch.Tensor of shape (K,), optional
+        Per-class weights (a buffer) -- not the classifier, which :meth:`forward` takes.
+    z_loss : float, default 0.0
+    softcap : float, optional
+    chunk_size : int, optional
+        Rows per block (default: :func:`labelsmooth.linear_cross_entropy`'s).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from labelsmooth.torch import LinearCrossEntropyLoss
+    >>> layer = torch.nn.Linear(4, 10)
+    >>> x, y = torch.randn(6, 4), torch.randint(0, 10, (6,))
+    >>> loss = LinearCrossEntropyLoss(label_smoothing=0.1)(x, layer.weight, y, layer.bias)
+    >>> expected = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(layer(x), y)
+    >>> bool(torch.allclose(loss, expected))
+    True
+    """
+
+    def __init__(
+        self,
+        label_smoothing: Any = 0.0,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        weight: Any = None,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.label_smoothing = as_python_scalar(label_smoothing)
+        self.ignore_index = check_ignore_index(ignore_index)
+        self.reduction = check_reduction(reduction)
+        if isinstance(weight, torch.Tensor):
+            self.register_buffer("weight", weight)
+        else:
+            self.weight = weight
+        self.z_loss, self.softcap, self.chunk_size = z_loss, softcap, chunk_size
+        if not isinstance(self.label_smoothing, torch.Tensor):
+            check_epsilon(self.label_smoothing, None, ())
+
+    def extra_repr(self) -> str:
+        return (
+            f"label_smoothing={self.label_smoothing!r}, ignore_index={self.ignore_index}, "
+            f"reduction={self.reduction!r}, z_loss={self.z_loss!r}, softcap={self.softcap!r}, "
+            f"chunk_size={self.chunk_size!r}"
+        )
+
+    def forward(self, input: Any, weight: Any, target: Any, bias: Any = None) -> Any:
+        """Loss of ``F.linear(input, weight, bias)`` (features last) against the labels ``target``."""
+        return linear_cross_entropy(
+            input,
+            weight,
+            target,
+            bias,
+            class_weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            chunk_size=self.chunk_size,
+        )

@@ -24,7 +24,7 @@ LAYERS = [
     {"_assembly", "_problem"},
     {"_torch_autograd", "_jax_autodiff", "_vocab_parallel"},
     {"_torch_vocab_parallel", "_jax_vocab_parallel"},
-    {"_losses", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
+    {"_losses", "_linear", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},
     {"__init__"},
     {"torch", "jax", "__main__"},
 ]

@@ -21,6 +21,7 @@ pytest.importorskip("array_api_strict")
 MODULES = [
     "labelsmooth._binary",
     "labelsmooth._kl",
+    "labelsmooth._linear",
     "labelsmooth._losses",
     "labelsmooth._softmax",
     "labelsmooth.metrics",
