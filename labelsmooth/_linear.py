@@ -341,6 +341,10 @@ def linear_cross_entropy(
     formed, reduced and dropped before the next, so memory beyond the inputs is about two
     blocks of logits instead of the ``(..., K)`` array (and, for the gradients, its
     gradient). float32 inputs keep the row statistics in float64, as the plain loss does.
+    The gradients come from :func:`linear_cross_entropy_with_grad`; on torch tensors that
+    require grad, autograd of this function records every block (and keeps its logits for
+    the backward pass): train with :class:`labelsmooth.torch.LinearCrossEntropyLoss`,
+    whose backward is the analytic gradients with no ``N x K`` tensor saved.
 
     Parameters
     ----------
