@@ -16,6 +16,7 @@ This module imports JAX; ``import labelsmooth`` does not import it.
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -23,14 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 from array_api_compat import is_array_api_obj
 
-from . import _jax_autodiff
+from . import _jax_autodiff, _linear
 from ._jax_vocab_parallel import vocab_parallel_cross_entropy
 from ._problem import AdapterOptions, complete_options, with_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["cross_entropy", "vocab_parallel_cross_entropy"]
+__all__ = ["cross_entropy", "linear_cross_entropy", "vocab_parallel_cross_entropy"]
 
 _ARRAY_OPTIONS = ("epsilon", "prior", "weight", "where")
 # What each option may be, for the messages of refused arguments.
@@ -164,3 +165,93 @@ def _require_hashable(name: str, value: Any) -> None:
     except TypeError:
         msg = f"{name} must be {_EXPECTED[name]}, got {_kind(value)}"
         raise TypeError(msg) from None
+
+
+def linear_cross_entropy(
+    hidden: Any,
+    classifier: Any,
+    targets: Any,
+    /,
+    *,
+    bias: Any = None,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    weight: Any = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+) -> Any:
+    r""":func:`labelsmooth.linear_cross_entropy` whose ``jax.grad`` is the analytic gradients.
+
+    .. math::
+
+        z_i = W h_i + b, \qquad \frac{\partial \ell}{\partial h_i} = W^T g_i, \qquad
+        \frac{\partial \ell}{\partial W} = \sum_i g_i h_i^T, \qquad
+        \frac{\partial \ell}{\partial b} = \sum_i g_i, \qquad g_i = p_i - q'_i
+
+    (scaled by the reduction). A :func:`jax.custom_vjp` function: the forward pass computes
+    the loss and the three gradients block by block (the logits never exist whole); the
+    backward pass scales them by the cotangent, or, for ``reduction="none"``, recomputes
+    them block by block with each row weighted by its cotangent. First derivatives only;
+    array options (``epsilon``, ``prior``, ``weight``) are not differentiated. Works under
+    ``jax.jit`` (the blocks are a Python loop over static shapes).
+
+    Parameters
+    ----------
+    hidden, classifier, targets, bias, epsilon, prior, weight, ignore_index, reduction, z_loss, softcap, chunk_size
+        As in :func:`labelsmooth.linear_cross_entropy`, with JAX arrays.
+
+    Returns
+    -------
+    jax.Array
+        Scalar for ``"mean"``/``"sum"``, ``hidden.shape[:-1]`` for ``"none"``.
+    """
+    options = {
+        "epsilon": epsilon,
+        "prior": prior,
+        "weight": weight,
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "z_loss": z_loss,
+        "softcap": softcap,
+        "chunk_size": chunk_size,
+    }
+    arrays = {name: value for name, value in options.items() if is_array_api_obj(value)}
+    static = tuple((name, value) for name, value in options.items() if name not in arrays)
+    _require_hashable("prior", dict(static).get("prior"))
+    return _linear_loss(static, hidden, classifier, bias, targets, arrays)
+
+
+def _linear_options(static: tuple, bias: Any, arrays: dict) -> dict:
+    return {**dict(static), **arrays, "bias": bias, "xp": None}
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _linear_loss(static: tuple, hidden: Any, classifier: Any, bias: Any, targets: Any, arrays: dict) -> Any:
+    options = _linear_options(static, bias, arrays)
+    return _linear.evaluate(hidden, classifier, targets, options, with_grad=False)[0]
+
+
+def _linear_forward(static: tuple, hidden: Any, classifier: Any, bias: Any, targets: Any, arrays: dict) -> tuple:
+    options = _linear_options(static, bias, arrays)
+    if dict(static)["reduction"] == "none":
+        loss = _linear.evaluate(hidden, classifier, targets, options, with_grad=False)[0]
+        return loss, (hidden, classifier, bias, targets, arrays, None)
+    loss, grads = _linear.evaluate(hidden, classifier, targets, options, with_grad=True)
+    return loss, (hidden, classifier, bias, targets, arrays, grads)
+
+
+def _linear_backward(static: tuple, saved: tuple, cotangent: Any) -> tuple:
+    hidden, classifier, bias, targets, arrays, grads = saved
+    if grads is None:
+        options = _linear_options(static, bias, arrays)
+        _, grads = _linear.evaluate(hidden, classifier, targets, options, with_grad=True, row_cotangent=cotangent)
+    else:
+        grads = tuple(None if g is None else g * cotangent for g in grads)
+    grad_hidden, grad_classifier, grad_bias = grads
+    return grad_hidden, grad_classifier, grad_bias, None, jax.tree.map(jnp.zeros_like, arrays)
+
+
+_linear_loss.defvjp(_linear_forward, _linear_backward)
