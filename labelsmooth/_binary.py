@@ -27,9 +27,12 @@ from ._validation import (
     require_array,
     require_real_floating,
 )
+from .typing import Reduction
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from .typing import Array, ArrayT
 
 __all__ = ["BinaryOptions", "binary_cross_entropy", "binary_cross_entropy_grad", "binary_cross_entropy_with_grad"]
 
@@ -107,7 +110,7 @@ class BinaryOptions(TypedDict, total=False):
     epsilon: Any
     weight: Any
     pos_weight: Any
-    reduction: str
+    reduction: Reduction
     xp: Any
 
 
@@ -130,7 +133,7 @@ def _prepare(
     epsilon: Any = 0.0,
     weight: Any = None,
     pos_weight: Any = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     xp: Any = None,
     **unknown: Any,
 ) -> _BinaryProblem:
@@ -305,7 +308,7 @@ _DOC_RAISES = r"""
 
 
 @with_options(source=_prepare)
-def binary_cross_entropy(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> Any:
+def binary_cross_entropy(logits: ArrayT, targets: Array, /, **options: Unpack[BinaryOptions]) -> ArrayT:
     if wants_torch_autograd(logits, (targets, *options.values())):
         from . import _torch_autograd
 
@@ -324,13 +327,15 @@ def _evaluation(logits: Any, targets: Any, options: dict[str, Any], with_grad: b
 
 
 @with_options(source=_prepare)
-def binary_cross_entropy_grad(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> Any:
+def binary_cross_entropy_grad(logits: ArrayT, targets: Array, /, **options: Unpack[BinaryOptions]) -> ArrayT:
     problem = _prepare(logits, targets, **options)
     return _elementwise_gradient(problem, _decay(problem), _gradient_scale(problem))
 
 
 @with_options(source=_prepare)
-def binary_cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpack[BinaryOptions]) -> tuple[Any, Any]:
+def binary_cross_entropy_with_grad(
+    logits: ArrayT, targets: Array, /, **options: Unpack[BinaryOptions]
+) -> tuple[ArrayT, ArrayT]:
     return _evaluation(logits, targets, dict(options), True)
 
 

@@ -14,6 +14,8 @@ from ._problem import LossOptions, Problem, complete_options, prepare, with_opti
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .typing import Array, ArrayT
+
 __all__ = ["kl_divergence"]
 
 _NAN = float("nan")
@@ -118,7 +120,7 @@ def _per_sample(problem: Problem) -> tuple[Any, Any]:
 
 
 @with_options()
-def kl_divergence(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+def kl_divergence(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> ArrayT:
     if wants_torch_autograd(logits, (targets, *options.values())):
         from . import _torch_autograd
 

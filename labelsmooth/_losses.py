@@ -15,11 +15,13 @@ from ._validation import as_python_scalar
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .typing import Array, ArrayT
+
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 
 @with_options()
-def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+def cross_entropy(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> ArrayT:
     if wants_torch_autograd(logits, (targets, *options.values())):
         # One evaluation forward and the analytic gradient backward, instead of autograd
         # recording the array-API kernel operation by operation.
@@ -51,12 +53,12 @@ def _array_and_static_options(options: Any) -> tuple[dict, dict] | None:
 
 
 @with_options()
-def cross_entropy_grad(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> Any:
+def cross_entropy_grad(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> ArrayT:
     return solve(prepare(logits, targets, **options), with_grad=True)[1]
 
 
 @with_options()
-def cross_entropy_with_grad(logits: Any, targets: Any, /, **options: Unpack[LossOptions]) -> tuple[Any, Any]:
+def cross_entropy_with_grad(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> tuple[ArrayT, ArrayT]:
     return solve(prepare(logits, targets, **options), with_grad=True)
 
 

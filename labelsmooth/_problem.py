@@ -37,6 +37,7 @@ from ._validation import (
     require_real_floating,
     safe_indices,
 )
+from .typing import Prior, Reduction
 
 __all__ = [
     "AdapterOptions",
@@ -99,12 +100,12 @@ class AdapterOptions(TypedDict, total=False):
     """The keyword options of the smoothed losses (their defaults are :func:`prepare`'s)."""
 
     epsilon: Any
-    prior: Any
+    prior: Prior
     axis: int
     weight: Any
     ignore_index: int | None
     where: Any
-    reduction: str
+    reduction: Reduction
     sample_weight: Any
     z_loss: float
     softcap: float | None
@@ -121,12 +122,12 @@ def prepare(
     targets: Any,
     *,
     epsilon: Any = 0.0,
-    prior: Any = None,
+    prior: Prior = None,
     axis: int = -1,
     weight: Any = None,
     ignore_index: int | None = None,
     where: Any = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     sample_weight: Any = None,
     z_loss: float = 0.0,
     softcap: float | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _core
 from ._backend import (
@@ -27,6 +27,12 @@ from ._validation import (
     require_real_floating,
     safe_indices,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .typing import ArrayT, Prior
 
 __all__ = ["log_softmax", "logsumexp", "one_hot", "smooth_labels", "soft_targets", "softmax"]
 
@@ -54,6 +60,19 @@ def _resolve_float_dtype(xp: Any, dtype: Any, like: Any) -> Any:
     return dtype
 
 
+# NumPy arrays are generic in their dtype, which one_hot and soft_targets change (integer
+# labels in, floating rows out): NumPy labels get NumPy floating rows, float64 by default;
+# other arrays (torch.Tensor, jax.Array) keep their type.
+@overload
+def one_hot(
+    labels: np.ndarray[Any, Any], /, num_classes: int, *, dtype: None = None, axis: int = -1, xp: Any = None
+) -> npt.NDArray[np.float64]: ...
+@overload
+def one_hot(
+    labels: np.ndarray[Any, Any], /, num_classes: int, *, dtype: Any, axis: int = -1, xp: Any = None
+) -> npt.NDArray[np.floating[Any]]: ...
+@overload
+def one_hot(labels: ArrayT, /, num_classes: int, *, dtype: Any = None, axis: int = -1, xp: Any = None) -> ArrayT: ...
 def one_hot(labels: Any, /, num_classes: int, *, dtype: Any = None, axis: int = -1, xp: Any = None) -> Any:
     r"""One-hot encode integer labels.
 
@@ -140,7 +159,7 @@ def _restore_axis(y: Any, axis: int, ndim: int, xp: Any) -> Any:
     return y if axis == ndim - 1 else xp.moveaxis(y, -1, axis)
 
 
-def logsumexp(x: Any, /, *, axis: int = -1, keepdims: bool = False, xp: Any = None) -> Any:
+def logsumexp(x: ArrayT, /, *, axis: int = -1, keepdims: bool = False, xp: Any = None) -> ArrayT:
     r"""Log of the sum of exponentials along ``axis``, without overflow.
 
     .. math:: \operatorname{lse}(x) = m + \log \sum_k e^{x_k - m}, \qquad m = \max_k x_k
@@ -182,7 +201,7 @@ def logsumexp(x: Any, /, *, axis: int = -1, keepdims: bool = False, xp: Any = No
     return lse[..., 0]
 
 
-def log_softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
+def log_softmax(x: ArrayT, /, *, axis: int = -1, xp: Any = None) -> ArrayT:
     r"""Logarithm of the softmax along ``axis``: :math:`x_k - \operatorname{lse}(x)`.
 
     Computed as ``(x_k - m) - log(sum exp(x - m))`` so that no large numbers are
@@ -205,7 +224,7 @@ def log_softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
     return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
 
 
-def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
+def softmax(x: ArrayT, /, *, axis: int = -1, xp: Any = None) -> ArrayT:
     r"""Softmax along ``axis``: :math:`p_k = e^{x_k - m} / \sum_j e^{x_j - m}`.
 
     A ``-inf`` entry next to finite ones gets probability exactly 0; a row of all
@@ -229,7 +248,7 @@ def softmax(x: Any, /, *, axis: int = -1, xp: Any = None) -> Any:
     return _restore_axis(xp.astype(out, x.dtype), axis, x.ndim, xp)
 
 
-def smooth_labels(targets: Any, /, epsilon: Any, *, prior: Any = None, axis: int = -1, xp: Any = None) -> Any:
+def smooth_labels(targets: ArrayT, /, epsilon: Any, *, prior: Prior = None, axis: int = -1, xp: Any = None) -> ArrayT:
     r"""Smooth one-hot or probability rows: :math:`q' = (1 - \varepsilon)\, q + \varepsilon\, u`.
 
     ``u`` is the uniform distribution ``1/K`` when ``prior`` is None (PyTorch, optax,
@@ -301,13 +320,49 @@ def _smooth_rows(q: Any, epsilon: Any, prior: Any, num_classes: int, axis: int, 
     return smoothed
 
 
+@overload
+def soft_targets(
+    labels: np.ndarray[Any, Any],
+    /,
+    num_classes: int,
+    *,
+    epsilon: Any = 0.0,
+    prior: Prior = None,
+    dtype: None = None,
+    axis: int = -1,
+    xp: Any = None,
+) -> npt.NDArray[np.float64]: ...
+@overload
+def soft_targets(
+    labels: np.ndarray[Any, Any],
+    /,
+    num_classes: int,
+    *,
+    epsilon: Any = 0.0,
+    prior: Prior = None,
+    dtype: Any,
+    axis: int = -1,
+    xp: Any = None,
+) -> npt.NDArray[np.floating[Any]]: ...
+@overload
+def soft_targets(
+    labels: ArrayT,
+    /,
+    num_classes: int,
+    *,
+    epsilon: Any = 0.0,
+    prior: Prior = None,
+    dtype: Any = None,
+    axis: int = -1,
+    xp: Any = None,
+) -> ArrayT: ...
 def soft_targets(
     labels: Any,
     /,
     num_classes: int,
     *,
     epsilon: Any = 0.0,
-    prior: Any = None,
+    prior: Prior = None,
     dtype: Any = None,
     axis: int = -1,
     xp: Any = None,

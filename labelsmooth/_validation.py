@@ -9,12 +9,13 @@ import math
 import numbers
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from array_api_compat import is_array_api_obj, is_torch_namespace
 
 from ._backend import device_of, index_dtype, is_numpy_scalar, is_traced, isdtype
+from .typing import Reduction
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -95,7 +96,7 @@ def check_num_classes(num_classes: Any) -> int:
     return check_positive_int("num_classes", num_classes)
 
 
-def check_reduction(reduction: Any) -> str:
+def check_reduction(reduction: Any) -> Reduction:
     expected = ", ".join(map(repr, REDUCTIONS))
     if not isinstance(reduction, str):
         msg = f"reduction must be a str, one of {expected}, got {describe(reduction)}"
@@ -103,7 +104,7 @@ def check_reduction(reduction: Any) -> str:
     if reduction not in REDUCTIONS:
         msg = f"reduction must be one of {expected}, got {reduction!r}"
         raise ValueError(msg)
-    return reduction
+    return cast("Reduction", reduction)
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -31,6 +31,8 @@ from ._problem import AdapterOptions, complete_options, with_options
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from .typing import Array
+
 __all__ = ["cross_entropy", "linear_cross_entropy", "vocab_parallel_cross_entropy"]
 
 _ARRAY_OPTIONS = ("epsilon", "prior", "weight", "where")
@@ -51,7 +53,7 @@ _EXPECTED = {
 
 
 @with_options(namespace=False)
-def cross_entropy(logits: Any, targets: Any, /, **options: Unpack[AdapterOptions]) -> Any:
+def cross_entropy(logits: Array, targets: Array, /, **options: Unpack[AdapterOptions]) -> jax.Array:
     r"""Smoothed cross-entropy whose ``jax.grad`` is the analytic ``p - q'``.
 
     .. math::

@@ -36,6 +36,7 @@ from ._validation import (
     require_integer,
     require_real_floating,
 )
+from .typing import CalibrationConvention, CalibrationNorm, CalibrationStrategy
 
 __all__ = [
     "ReliabilityDiagram",
@@ -348,7 +349,9 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _check_options(n_bins: Any, norm: Any, strategy: Any, convention: Any) -> tuple[int, str, str, str]:
+def _check_options(
+    n_bins: Any, norm: Any, strategy: Any, convention: Any
+) -> tuple[int, CalibrationNorm, CalibrationStrategy, CalibrationConvention]:
     n_bins = check_positive_int("n_bins", n_bins)
     norm = _check_choice("norm", norm, _NORMS)
     strategy = _check_choice("strategy", strategy, _STRATEGIES)
@@ -365,9 +368,9 @@ def expected_calibration_error(
     /,
     *,
     n_bins: int = 15,
-    norm: str = "l1",
-    strategy: str = "uniform",
-    convention: str = "guo",
+    norm: CalibrationNorm = "l1",
+    strategy: CalibrationStrategy = "uniform",
+    convention: CalibrationConvention = "guo",
     axis: int = -1,
     xp: Any = None,
 ) -> Any:
@@ -553,9 +556,9 @@ def classwise_calibration_error(
     /,
     *,
     n_bins: int = 15,
-    norm: str = "l1",
-    strategy: str = "uniform",
-    convention: str = "guo",
+    norm: CalibrationNorm = "l1",
+    strategy: CalibrationStrategy = "uniform",
+    convention: CalibrationConvention = "guo",
     axis: int = -1,
     xp: Any = None,
 ) -> Any:
@@ -628,9 +631,9 @@ def binary_calibration_error(
     /,
     *,
     n_bins: int = 15,
-    norm: str = "l1",
-    strategy: str = "uniform",
-    convention: str = "guo",
+    norm: CalibrationNorm = "l1",
+    strategy: CalibrationStrategy = "uniform",
+    convention: CalibrationConvention = "guo",
     xp: Any = None,
 ) -> Any:
     n_bins, norm, strategy, convention = _check_options(n_bins, norm, strategy, convention)

@@ -19,7 +19,7 @@ This module imports PyTorch; ``import labelsmooth`` does not import it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ from ._validation import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from .typing import Prior, Reduction
 
 __all__ = [
     "CrossEntropyLoss",
@@ -49,22 +49,22 @@ __all__ = [
 
 
 def cross_entropy(
-    input: Any,
-    target: Any,
-    weight: Any = None,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
     size_average: Any = None,
     ignore_index: int = -100,
     reduce: Any = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: Any = 0.0,
     *,
     epsilon: Any = None,
-    prior: Any = None,
-    where: Any = None,
+    prior: Prior = None,
+    where: torch.Tensor | None = None,
     axis: int | None = None,
     z_loss: float = 0.0,
     softcap: float | None = None,
-) -> Any:
+) -> torch.Tensor:
     r"""Drop-in :func:`torch.nn.functional.cross_entropy` whose backward pass is the analytic ``p - q'``.
 
     .. math::
@@ -152,11 +152,11 @@ def _one_smoothing(label_smoothing: Any, epsilon: Any) -> Any:
     return epsilon
 
 
-def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: Reduction) -> Reduction:
     """PyTorch's reading of the deprecated ``size_average`` and ``reduce`` (with its warning)."""
     if size_average is None and reduce is None:
         return reduction
-    return torch.nn._reduction.legacy_get_string(size_average, reduce)
+    return cast("Reduction", torch.nn._reduction.legacy_get_string(size_average, reduce))
 
 
 class CrossEntropyLoss(nn.Module):
@@ -210,18 +210,24 @@ class CrossEntropyLoss(nn.Module):
     1.09965
     """
 
+    # The options' types (weight, prior and where are buffers when they are tensors).
+    weight: torch.Tensor | None
+    prior: Prior
+    where: torch.Tensor | None
+    reduction: Reduction
+
     def __init__(
         self,
-        weight: Any = None,
+        weight: torch.Tensor | None = None,
         size_average: Any = None,
         ignore_index: int = -100,
         reduce: Any = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         label_smoothing: Any = 0.0,
         *,
         epsilon: Any = None,
-        prior: Any = None,
-        where: Any = None,
+        prior: Prior = None,
+        where: torch.Tensor | None = None,
         axis: int = 1,
         z_loss: float = 0.0,
         softcap: float | None = None,
@@ -267,7 +273,7 @@ class CrossEntropyLoss(nn.Module):
             f"reduction={self.reduction!r}, axis={self.axis}, z_loss={self.z_loss!r}, softcap={self.softcap!r}"
         )
 
-    def forward(self, input: Any, target: Any, *, where: Any = None) -> Any:
+    def forward(self, input: torch.Tensor, target: torch.Tensor, *, where: torch.Tensor | None = None) -> torch.Tensor:
         """Loss of ``input`` (logits) against ``target`` (class indices or probabilities)."""
         return cross_entropy(
             input,

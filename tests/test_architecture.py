@@ -15,7 +15,7 @@ import pathlib
 import labelsmooth
 
 LAYERS = [
-    {"_version", "_docs"},
+    {"_version", "_docs", "typing"},
     {"_backend"},
     {"_validation"},
     {"_core"},

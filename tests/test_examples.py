@@ -27,6 +27,8 @@ FAST_VARIABLE = "LABELSMOOTH_EXAMPLE_FAST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Run (and checked more closely) by the dedicated tests below.
 CHECKED_BELOW = {"annealed_smoothing.py", "digits_calibration.py", "tour.py", "worked_examples.py"}
+# Examples that import an optional library at the top: skipped where it is not installed.
+NEEDS = {"typed_torch_usage.py": ("torch",)}
 
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -50,6 +52,8 @@ def test_example_runs_in_fast_mode(path, tmp_path):
         pytest.skip(f"{path.name} has its own test below")
     if FAST_VARIABLE not in path.read_text(encoding="utf-8"):
         pytest.skip(f"{path.name} declares no fast mode ({FAST_VARIABLE})")
+    for module in NEEDS.get(path.name, ()):
+        pytest.importorskip(module)
     run_example(path.name, cwd=tmp_path)
 
 

@@ -7,11 +7,12 @@ import operator
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from .._losses import cross_entropy_with_grad
+from ..typing import Reduction
 from ._assertions import assert_close, to_numpy
 
 __all__ = ["check_loss"]
@@ -29,8 +30,8 @@ class _Convention:
 
     smoothing: str
     framework: str
-    reduction: str
-    prior: str | None
+    reduction: Reduction
+    prior: Literal["others"] | None
     keywords: frozenset[str]
     ignore_index: int | None  # the ignored label a case uses when the function takes ignore_index
     min_classes: int
@@ -71,7 +72,7 @@ _CONVENTIONS = {
 }
 _FRAMEWORKS = ("torch", "jax", "numpy")
 _DTYPES = ("float64", "float32", "float16", "bfloat16")
-_REDUCTIONS = ("mean", "sum", "none")
+_REDUCTIONS: tuple[Reduction, ...] = ("mean", "sum", "none")
 
 
 class _Case(NamedTuple):
@@ -82,7 +83,7 @@ class _Case(NamedTuple):
     epsilon: float
     weight: np.ndarray | None
     ignore_index: int | None
-    reduction: str | None  # None: not passed, the convention's default applies
+    reduction: Reduction | None  # None: not passed, the convention's default applies
 
 
 # --- arguments -----------------------------------------------------------------------------------
