@@ -445,3 +445,41 @@ def test_label_out_of_range_is_refused(data: dict) -> None:
     data["labels"][0] = K
     with pytest.raises(ValueError, match=r"targets must be class indices in \[0, 11\)"):
         ls.linear_cross_entropy(data["hidden"], data["classifier"], data["labels"], chunk_size=4)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_jax_adapter_grad_is_torch_autograd_of_the_materialized_loss(reduction):
+    """labelsmooth.jax.linear_cross_entropy under jit(grad), every reduction, with a cotangent."""
+    jax = pytest.importorskip("jax")
+    torch = pytest.importorskip("torch")
+    from labelsmooth.jax import linear_cross_entropy as jax_linear
+
+    rng = np.random.default_rng(7)
+    h, w, b = rng.normal(size=(13, 8)), rng.normal(size=(11, 8)), rng.normal(size=11)
+    y = rng.integers(0, 11, 13)
+    y[3] = -100
+    cotangent = rng.normal(size=13) if reduction == "none" else np.float64(1.7)
+    settings = {"epsilon": 0.1, "ignore_index": -100, "reduction": reduction, "z_loss": 0.01, "chunk_size": 4}
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+
+        def weighted(h, w, b):
+            return jnp.sum(jnp.asarray(cotangent) * jax_linear(h, w, jnp.asarray(y), bias=b, **settings))
+
+        grads = jax.jit(jax.grad(weighted, argnums=(0, 1, 2)))(jnp.asarray(h), jnp.asarray(w), jnp.asarray(b))
+        grads = [np.asarray(g) for g in grads]
+    ht, wt, bt = (torch.tensor(a, requires_grad=True) for a in (h, w, b))
+    logits = ht @ wt.T + bt
+    labels = torch.tensor(y)
+    ce = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1, reduction="none")
+    kept = (labels != -100).double()
+    z_rows = 0.01 * torch.logsumexp(logits, 1) ** 2 * kept
+    if reduction == "none":
+        loss = ce + z_rows
+    elif reduction == "sum":
+        loss = ce.sum() + z_rows.sum()
+    else:
+        loss = (ce.sum() + z_rows.sum()) / kept.sum()
+    (torch.tensor(cotangent) * loss).sum().backward()
+    for ours, tensor in zip(grads, (ht, wt, bt)):
+        np.testing.assert_allclose(ours, tensor.grad.numpy(), rtol=1e-12, atol=1e-14)
