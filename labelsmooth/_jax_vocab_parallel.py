@@ -15,24 +15,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ._problem import with_options
 from ._vocab_parallel import Shard, evaluate
+from ._vocab_parallel import options as vocab_parallel_options
 
 __all__ = ["vocab_parallel_cross_entropy"]
 
 
-def vocab_parallel_cross_entropy(
-    logits_shard: Any,
-    targets: Any,
-    /,
-    *,
-    axis_name: Any,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-) -> Any:
+@with_options(namespace=False, source=vocab_parallel_options)
+def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, axis_name: Any, **options: Any) -> Any:
     r"""The smoothed cross-entropy of logits whose class axis is split along ``axis_name``.
 
     .. math::
@@ -69,17 +60,9 @@ def vocab_parallel_cross_entropy(
     TypeError, ValueError
         As :func:`labelsmooth.cross_entropy` for these options.
     """
-    candidates = {"epsilon": epsilon, "prior": prior, "weight": weight}
-    arrays = {name: value for name, value in candidates.items() if isinstance(value, jax.Array)}
-    options = {
-        "epsilon": epsilon,
-        "prior": prior,
-        "weight": weight,
-        "ignore_index": ignore_index,
-        "reduction": reduction,
-        "z_loss": z_loss,
-    }
-    static = tuple((name, value) for name, value in options.items() if name not in arrays)
+    values = vocab_parallel_options(**options)
+    arrays = {name: value for name, value in values.items() if isinstance(value, jax.Array)}
+    static = tuple((name, value) for name, value in values.items() if name not in arrays)
     return _loss(axis_name, static, logits_shard, targets, arrays)
 
 

@@ -25,7 +25,7 @@ from array_api_compat import is_dask_array, is_numpy_array, is_torch_array
 
 from ._assembly import solve
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, wants_torch_autograd
-from ._problem import prepare
+from ._problem import complete_options, prepare, with_options
 from ._validation import (
     check_broadcastable,
     check_epsilon,
@@ -310,43 +310,7 @@ def evaluate(
     return sums.result()
 
 
-def linear_cross_entropy(
-    hidden: Any,
-    classifier: Any,
-    targets: Any,
-    /,
-    *,
-    bias: Any = None,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    chunk_size: int | None = None,
-    xp: Any = None,
-) -> Any:
-    r"""Smoothed cross-entropy of the logits ``hidden @ classifier.T + bias``, never formed whole.
-
-    .. math::
-
-        z_i = W h_i + b, \qquad
-        \ell_i = -\sum_k q'_{ik} \log \operatorname{softmax}(z_i)_k, \qquad
-        q'_i = (1 - \varepsilon)\, e_{y_i} + \varepsilon\, u
-
-    (with class weights, PyTorch's ``-sum_k w_k q'_{ik} log p_{ik}``; Szegedy et al. 2016,
-    section 7). Equal to :func:`labelsmooth.cross_entropy` of the materialized logits, but
-    computed ``chunk_size`` rows at a time: each block's ``(chunk_size, K)`` logits are
-    formed, reduced and dropped before the next, so memory beyond the inputs is about two
-    blocks of logits instead of the ``(..., K)`` array (and, for the gradients, its
-    gradient). float32 inputs keep the row statistics in float64, as the plain loss does.
-    The gradients come from :func:`linear_cross_entropy_with_grad`; on torch tensors that
-    require grad, autograd of this function records every block (and keeps its logits for
-    the backward pass): train with :class:`labelsmooth.torch.LinearCrossEntropyLoss`,
-    whose backward is the analytic gradients with no ``N x K`` tensor saved.
-
-    Parameters
+_PARAMETERS_DOC = r"""    Parameters
     ----------
     hidden : array of real floating dtype, shape (..., d)
         The features of every sample, last axis ``d``.
@@ -377,7 +341,53 @@ def linear_cross_entropy(
     xp : array namespace, optional
         Inferred from the array arguments when None.
 
-    Returns
+"""
+
+
+def linear_cross_entropy(
+    hidden: Any,
+    classifier: Any,
+    targets: Any,
+    /,
+    *,
+    bias: Any = None,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    weight: Any = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    xp: Any = None,
+) -> Any:
+    options = {name: value for name, value in locals().items() if name not in ("hidden", "classifier", "targets")}
+    return evaluate(hidden, classifier, targets, options, with_grad=False)[0]
+
+
+linear_cross_entropy.__doc__ = (
+    r"""Smoothed cross-entropy of the logits ``hidden @ classifier.T + bias``, never formed whole.
+
+    .. math::
+
+        z_i = W h_i + b, \qquad
+        \ell_i = -\sum_k q'_{ik} \log \operatorname{softmax}(z_i)_k, \qquad
+        q'_i = (1 - \varepsilon)\, e_{y_i} + \varepsilon\, u
+
+    (with class weights, PyTorch's ``-sum_k w_k q'_{ik} log p_{ik}``; Szegedy et al. 2016,
+    section 7). Equal to :func:`labelsmooth.cross_entropy` of the materialized logits, but
+    computed ``chunk_size`` rows at a time: each block's ``(chunk_size, K)`` logits are
+    formed, reduced and dropped before the next, so memory beyond the inputs is about two
+    blocks of logits instead of the ``(..., K)`` array (and, for the gradients, its
+    gradient). float32 inputs keep the row statistics in float64, as the plain loss does.
+    The gradients come from :func:`linear_cross_entropy_with_grad`; on torch tensors that
+    require grad, autograd of this function records every block (and keeps its logits for
+    the backward pass): train with :class:`labelsmooth.torch.LinearCrossEntropyLoss`,
+    whose backward is the analytic gradients with no ``N x K`` tensor saved.
+
+"""
+    + _PARAMETERS_DOC
+    + r"""    Returns
     -------
     array
         Scalar for ``"mean"``/``"sum"``, ``hidden.shape[:-1]`` for ``"none"``; dtype of
@@ -405,27 +415,20 @@ def linear_cross_entropy(
     >>> bool(xp.abs(loss - ls.cross_entropy(hidden @ classifier.T, y, epsilon=0.1)) < 1e-15)
     True
     """
-    options = {name: value for name, value in locals().items() if name not in ("hidden", "classifier", "targets")}
-    return evaluate(hidden, classifier, targets, options, with_grad=False)[0]
+)
 
 
+@with_options(source=linear_cross_entropy)
 def linear_cross_entropy_with_grad(
-    hidden: Any,
-    classifier: Any,
-    targets: Any,
-    /,
-    *,
-    bias: Any = None,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    chunk_size: int | None = None,
-    xp: Any = None,
+    hidden: Any, classifier: Any, targets: Any, /, **options: Any
 ) -> tuple[Any, tuple[Any, Any, Any]]:
+    loss, grads = evaluate(
+        hidden, classifier, targets, complete_options(options, source=linear_cross_entropy), with_grad=True
+    )
+    return loss, grads
+
+
+linear_cross_entropy_with_grad.__doc__ = (
     r"""Loss and the gradients of :func:`linear_cross_entropy` with respect to its three inputs.
 
     .. math::
@@ -440,38 +443,9 @@ def linear_cross_entropy_with_grad(
     gradient ``g`` is turned into its share of the three gradients before the next block
     is computed, so neither the logits nor their gradient is ever held whole.
 
-    Parameters
-    ----------
-    hidden : array of real floating dtype, shape (..., d)
-        The features of every sample, last axis ``d``.
-    classifier : array of shape (K, d), the dtype of ``hidden``
-        The output layer's weight (``nn.Linear(d, K).weight``).
-    targets : array of integer dtype, shape ``hidden.shape[:-1]``
-        Class labels.
-    bias : array of shape (K,), optional
-    epsilon : float in [0, 1] or array broadcastable to the batch shape, default 0.0
-        Smoothing strength; an array gives per-sample smoothing.
-    prior : None, "others" or array, default None
-        Smoothing distribution ``u``: uniform, ``"others"`` (fairseq's ``(1 - q)/(K - 1)``)
-        or a class prior of shape (K,) or broadcastable to ``(..., K)``.
-    weight : array of shape (K,), optional
-        Per-class weights with PyTorch's semantics (``"mean"`` divides by the summed
-        ``w_y`` of the counted samples).
-    ignore_index : int, optional
-        Label whose samples contribute nothing and are not counted by ``"mean"``.
-    reduction : {"mean", "sum", "none"}, default "mean"
-    z_loss : float, default 0.0
-        Coefficient of ``lse(z)^2`` added to each sample's loss (``"mean"`` divides it by
-        the number of counted samples).
-    softcap : float, optional
-        Logits capped as ``softcap * tanh(z / softcap)`` before the loss.
-    chunk_size : int, optional
-        Rows per block. Default: at most 1/32 of the rows and at most 32 MiB of logits
-        per block (logits of at most 1 MiB in all are one block).
-    xp : array namespace, optional
-        Inferred from the array arguments when None.
-
-    Returns
+"""
+    + _PARAMETERS_DOC
+    + r"""    Returns
     -------
     loss : array
         As :func:`linear_cross_entropy`'s.
@@ -506,6 +480,4 @@ def linear_cross_entropy_with_grad(
     >>> bool(np.allclose(dh, dz @ classifier) and np.allclose(dw, dz.T @ hidden)), db is None
     (True, True)
     """
-    options = {name: value for name, value in locals().items() if name not in ("hidden", "classifier", "targets")}
-    loss, grads = evaluate(hidden, classifier, targets, options, with_grad=True)
-    return loss, grads
+)

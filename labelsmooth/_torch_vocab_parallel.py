@@ -14,24 +14,15 @@ import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
+from ._problem import with_options
 from ._vocab_parallel import Shard, evaluate
+from ._vocab_parallel import options as vocab_parallel_options
 
 __all__ = ["vocab_parallel_cross_entropy"]
 
 
-def vocab_parallel_cross_entropy(
-    logits_shard: Any,
-    targets: Any,
-    /,
-    *,
-    group: Any = None,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-) -> Any:
+@with_options(namespace=False, source=vocab_parallel_options)
+def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, group: Any = None, **options: Any) -> Any:
     r"""The smoothed cross-entropy of logits whose class axis is split over the ranks of ``group``.
 
     .. math::
@@ -87,15 +78,8 @@ def vocab_parallel_cross_entropy(
     if not isinstance(logits_shard, torch.Tensor) or logits_shard.ndim == 0:
         msg = f"logits_shard must be a torch.Tensor with a class axis, got {type(logits_shard).__name__}"
         raise TypeError(msg)
-    options = {
-        "epsilon": epsilon,
-        "prior": prior,
-        "weight": weight,
-        "ignore_index": ignore_index,
-        "reduction": reduction,
-        "z_loss": z_loss,
-    }
-    return _VocabParallelLoss.apply(logits_shard, targets, _shard(logits_shard, group), options)
+    values = vocab_parallel_options(**options)
+    return _VocabParallelLoss.apply(logits_shard, targets, _shard(logits_shard, group), values)
 
 
 def _shard(logits_shard: Any, group: Any) -> Shard:

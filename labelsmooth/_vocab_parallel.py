@@ -37,9 +37,29 @@ from ._validation import (
     require_real_floating,
 )
 
-__all__ = ["Shard", "evaluate"]
+__all__ = ["Shard", "evaluate", "options"]
 
 _NAN = float("nan")
+
+
+def options(
+    *,
+    epsilon: Any = 0.0,
+    prior: Any = None,
+    weight: Any = None,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    z_loss: float = 0.0,
+) -> dict[str, Any]:
+    """Every option of the vocabulary-parallel losses by name, with its default when not given."""
+    return {
+        "epsilon": epsilon,
+        "prior": prior,
+        "weight": weight,
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "z_loss": z_loss,
+    }
 
 
 @dataclass(frozen=True)

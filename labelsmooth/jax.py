@@ -169,22 +169,8 @@ def _require_hashable(name: str, value: Any) -> None:
         raise TypeError(msg) from None
 
 
-def linear_cross_entropy(
-    hidden: Any,
-    classifier: Any,
-    targets: Any,
-    /,
-    *,
-    bias: Any = None,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    chunk_size: int | None = None,
-) -> Any:
+@with_options(namespace=False, source=_linear.linear_cross_entropy)
+def linear_cross_entropy(hidden: Any, classifier: Any, targets: Any, /, **options: Any) -> Any:
     r""":func:`labelsmooth.linear_cross_entropy` whose ``jax.grad`` is the analytic gradients.
 
     .. math::
@@ -210,16 +196,8 @@ def linear_cross_entropy(
     jax.Array
         Scalar for ``"mean"``/``"sum"``, ``hidden.shape[:-1]`` for ``"none"``.
     """
-    options = {
-        "epsilon": epsilon,
-        "prior": prior,
-        "weight": weight,
-        "ignore_index": ignore_index,
-        "reduction": reduction,
-        "z_loss": z_loss,
-        "softcap": softcap,
-        "chunk_size": chunk_size,
-    }
+    options = complete_options(options, namespace=False, source=_linear.linear_cross_entropy)
+    bias = options.pop("bias")
     arrays = {name: value for name, value in options.items() if is_array_api_obj(value)}
     static = tuple((name, value) for name, value in options.items() if name not in arrays)
     _require_hashable("prior", dict(static).get("prior"))
