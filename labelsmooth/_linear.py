@@ -310,6 +310,18 @@ def evaluate(
     return sums.result()
 
 
+_RAISES_DOC = r"""    Raises
+    ------
+    TypeError
+        Non-floating ``hidden``, ``classifier`` or ``bias`` of another dtype than
+        ``hidden``, non-integer ``targets``, a ``chunk_size`` that is not an int.
+    ValueError
+        ``hidden``'s last dimension other than the classifier's ``d``, ``targets`` not of
+        the batch shape, ``bias`` not of shape (K,), ``chunk_size < 1``, and every error
+        of :func:`labelsmooth.cross_entropy` (labels out of range, ``epsilon`` outside
+        [0, 1], ...).
+"""
+
 _PARAMETERS_DOC = r"""    Parameters
     ----------
     hidden : array of real floating dtype, shape (..., d)
@@ -393,17 +405,9 @@ linear_cross_entropy.__doc__ = (
         Scalar for ``"mean"``/``"sum"``, ``hidden.shape[:-1]`` for ``"none"``; dtype of
         ``hidden``.
 
-    Raises
-    ------
-    TypeError
-        Non-floating ``hidden``, ``classifier`` or ``bias`` of another dtype than
-        ``hidden``, non-integer ``targets``, a ``chunk_size`` that is not an int.
-    ValueError
-        ``hidden``'s last dimension other than the classifier's ``d``, ``targets`` not of
-        the batch shape, ``bias`` not of shape (K,), ``chunk_size < 1``, and every error
-        of :func:`labelsmooth.cross_entropy` (labels out of range, ``epsilon`` outside
-        [0, 1], ...).
-
+"""
+    + _RAISES_DOC
+    + r"""
     Examples
     --------
     >>> import array_api_strict as xp
@@ -457,17 +461,9 @@ linear_cross_entropy_with_grad.__doc__ = (
         matrix products give it (as PyTorch's is), the bias's block sums are added in
         float64.
 
-    Raises
-    ------
-    TypeError
-        Non-floating ``hidden``, ``classifier`` or ``bias`` of another dtype than
-        ``hidden``, non-integer ``targets``, a ``chunk_size`` that is not an int.
-    ValueError
-        ``hidden``'s last dimension other than the classifier's ``d``, ``targets`` not of
-        the batch shape, ``bias`` not of shape (K,), ``chunk_size < 1``, and every error
-        of :func:`labelsmooth.cross_entropy` (labels out of range, ``epsilon`` outside
-        [0, 1], ...).
-
+"""
+    + _RAISES_DOC
+    + r"""
     Examples
     --------
     >>> import numpy as np

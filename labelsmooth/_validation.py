@@ -96,15 +96,20 @@ def check_num_classes(num_classes: Any) -> int:
     return check_positive_int("num_classes", num_classes)
 
 
-def check_reduction(reduction: Any) -> Reduction:
-    expected = ", ".join(map(repr, REDUCTIONS))
-    if not isinstance(reduction, str):
-        msg = f"reduction must be a str, one of {expected}, got {describe(reduction)}"
+def check_choice(name: str, value: Any, choices: Any) -> str:
+    """``value`` if it is one of the strings ``choices``; else a TypeError or ValueError naming ``name``."""
+    expected = ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        msg = f"{name} must be a str, one of {expected}, got {describe(value)}"
         raise TypeError(msg)
-    if reduction not in REDUCTIONS:
-        msg = f"reduction must be one of {expected}, got {reduction!r}"
+    if value not in choices:
+        msg = f"{name} must be one of {expected}, got {value!r}"
         raise ValueError(msg)
-    return cast("Reduction", reduction)
+    return value
+
+
+def check_reduction(reduction: Any) -> Reduction:
+    return cast("Reduction", check_choice("reduction", reduction, REDUCTIONS))
 
 
 def check_bool(name: str, value: Any) -> bool:

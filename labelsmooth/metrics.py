@@ -29,8 +29,8 @@ from ._backend import (
     values_checkable,
 )
 from ._validation import (
+    check_choice,
     check_positive_int,
-    describe,
     first_value,
     normalize_axis,
     require_integer,
@@ -338,24 +338,13 @@ def _sample_mean(total: Any, samples: Any, poison: Any, result_dtype: Any, acc: 
     return xp.astype(_poisoned(_safe_divide(total, count, xp), poison, xp), result_dtype)
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    expected = ", ".join(map(repr, choices))
-    if not isinstance(value, str):
-        msg = f"{name} must be a str, one of {expected}, got {describe(value)}"
-        raise TypeError(msg)
-    if value not in choices:
-        msg = f"{name} must be one of {expected}, got {value!r}"
-        raise ValueError(msg)
-    return str(value)
-
-
 def _check_options(
     n_bins: Any, norm: Any, strategy: Any, convention: Any
 ) -> tuple[int, CalibrationNorm, CalibrationStrategy, CalibrationConvention]:
     n_bins = check_positive_int("n_bins", n_bins)
-    norm = _check_choice("norm", norm, _NORMS)
-    strategy = _check_choice("strategy", strategy, _STRATEGIES)
-    convention = _check_choice("convention", convention, _CONVENTIONS)
+    norm = check_choice("norm", norm, _NORMS)
+    strategy = check_choice("strategy", strategy, _STRATEGIES)
+    convention = check_choice("convention", convention, _CONVENTIONS)
     if convention == "torchmetrics" and strategy != "uniform":
         msg = f"strategy must be 'uniform' with convention='torchmetrics' (its bins are equal-width), got {strategy!r}"
         raise ValueError(msg)

@@ -12,6 +12,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from .._losses import cross_entropy_with_grad
+from .._validation import check_choice
 from ..typing import Reduction
 from ._assertions import assert_close, to_numpy
 
@@ -93,16 +94,6 @@ def _described(value: object) -> str:
     return f"{value!r} of type {type(value).__name__}"
 
 
-def _choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if not isinstance(value, str):
-        msg = f"{name} must be a str, one of {', '.join(map(repr, choices))}, got {_described(value)}"
-        raise TypeError(msg)
-    if value not in choices:
-        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-        raise ValueError(msg)
-    return value
-
-
 def _x64_enabled() -> bool:
     return bool(sys.modules["jax"].config.read("jax_enable_x64"))
 
@@ -117,7 +108,7 @@ def _checked_dtypes(dtypes: object, framework: str) -> tuple[str, ...]:
         msg = f"dtypes must be a dtype name or a non-empty sequence of them ({', '.join(_DTYPES)}), got {dtypes!r}"
         raise TypeError(msg)
     for name in names:
-        _choice("dtypes", name, _DTYPES)
+        check_choice("dtypes", name, _DTYPES)
         if framework == "numpy" and name == "bfloat16":
             msg = "dtypes must not hold 'bfloat16' with framework='numpy' (NumPy has no bfloat16), got 'bfloat16'"
             raise ValueError(msg)
@@ -497,9 +488,9 @@ def check_loss(
     if not callable(fn):
         msg = f"fn must be a callable loss fn(logits, labels, **keywords), got {_described(fn)}"
         raise TypeError(msg)
-    convention = _choice("convention", convention, sorted(_CONVENTIONS))
+    convention = check_choice("convention", convention, sorted(_CONVENTIONS))
     spec = _CONVENTIONS[convention]
-    framework = spec.framework if framework is None else _choice("framework", framework, _FRAMEWORKS)
+    framework = spec.framework if framework is None else check_choice("framework", framework, _FRAMEWORKS)
     chosen = _checked_options(options, convention, spec)
     if not isinstance(grad, bool):
         msg = f"grad must be a bool, got {_described(grad)}"
