@@ -4,8 +4,8 @@
 interface; it evaluates ``labelsmooth.torch.vocab_parallel_cross_entropy`` on its block of
 the case's logits, runs ``backward`` and saves its loss and gradient block to ``OUT``.
 
-``jax CASE OUT``: four host devices; ``labelsmooth.jax.vocab_parallel_cross_entropy``
-inside ``shard_map`` under ``jax.jit`` and ``jax.grad``, saved to ``OUT``.
+``jax OUT CASE [CASE ...]``: four host devices; ``labelsmooth.jax.vocab_parallel_cross_entropy``
+inside ``shard_map`` under ``jax.jit`` and ``jax.grad``, each case saved to ``OUT/CASE.npz``.
 """
 
 from __future__ import annotations
@@ -72,17 +72,23 @@ def torch_worker(rank: int, world: int, port: int, name: str, out: str, bounds: 
         dist.destroy_process_group()
 
 
-def jax_worker(name: str, out: str) -> None:
+def jax_worker(names: list[str], out: str) -> None:
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
 
     from labelsmooth.jax import vocab_parallel_cross_entropy
 
     mesh = jax.make_mesh((4,), ("vocab",))
+    for name in names:
+        _jax_case(jax, mesh, vocab_parallel_cross_entropy, name, os.path.join(out, f"{name}.npz"))
+
+
+def _jax_case(jax, mesh, vocab_parallel_cross_entropy, name: str, out: str) -> None:
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
     data = case(0)
     options = resolved(name, data, jax.numpy.asarray)
     arrays = {k: v for k, v in options.items() if isinstance(v, jax.Array)}
@@ -105,4 +111,4 @@ if __name__ == "__main__":
         rank, world, port = (int(v) for v in sys.argv[2:5])
         torch_worker(rank, world, port, sys.argv[5], sys.argv[6], [int(v) for v in sys.argv[7].split(",")])
     else:
-        jax_worker(sys.argv[2], sys.argv[3])
+        jax_worker(sys.argv[3:], sys.argv[2])

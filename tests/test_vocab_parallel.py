@@ -160,20 +160,29 @@ def test_torch_distributed_gloo_processes(tmp_path, bounds, name):
     check_shards(name, results)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["uniform", "others+z", "prior+weight+sum", "none"])
-def test_jax_shard_map_on_four_host_devices(tmp_path, name):
+JAX_CASES = ["uniform", "others+z", "prior+weight+sum", "none", "per-sample+weight"]
+
+
+@pytest.fixture(scope="module")
+def jax_results(tmp_path_factory):
+    """Every JAX case, computed in one process with four host devices."""
     pytest.importorskip("jax")
-    out = tmp_path / "jax.npz"
+    out = tmp_path_factory.mktemp("jax_vocab_parallel")
     result = subprocess.run(
-        [sys.executable, str(WORKERS), "jax", name, str(out)],
+        [sys.executable, str(WORKERS), "jax", str(out), *JAX_CASES],
         env=_environment(),
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
-    saved = np.load(out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", JAX_CASES)
+def test_jax_shard_map_on_four_host_devices(jax_results, name):
+    saved = np.load(jax_results / f"{name}.npz")
     expected_loss, expected_grad = definition(name)
     np.testing.assert_allclose(saved["loss"], expected_loss, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(saved["grad"], expected_grad, rtol=1e-12, atol=1e-15)
