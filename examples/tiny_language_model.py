@@ -28,7 +28,7 @@ underconfident (mean confidence below accuracy).
 
 Usage::
 
-    python examples/tiny_language_model.py               # about a minute on 2 CPU threads
+    python examples/tiny_language_model.py               # under a minute on 2 CPU threads
     python examples/tiny_language_model.py --steps 3000 --context 48
 
 With ``LABELSMOOTH_EXAMPLE_FAST=1`` in the environment it trains for a few steps on a
@@ -203,7 +203,7 @@ def print_table(results: dict[float, dict[str, float]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20 if FAST else 1500, help="AdamW steps per epsilon")
+    parser.add_argument("--steps", type=int, default=20 if FAST else 2000, help="AdamW steps per epsilon")
     parser.add_argument("--batch", type=int, default=128 if FAST else 256, help="windows per step")
     parser.add_argument("--context", type=int, default=32, help="characters the model sees")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and of the batches")
