@@ -21,10 +21,12 @@ perplexity ``exp(NLL)``, next-character accuracy, the expected calibration error
 top-label confidence.
 
 What it shows: smoothing costs a little perplexity (the ``eps = 0.1`` training optimum
-puts at least ``eps / K`` on every character, so the unsmoothed NLL is slightly higher),
-accuracy barely moves, and the calibration error changes sign: a model this small and
-this briefly trained is already about calibrated without smoothing, and with it becomes
-underconfident (mean confidence below accuracy).
+puts at least ``eps / K`` on every character, so the unsmoothed NLL is higher, 4.59 ->
+4.85 with Python 3.11), accuracy barely moves, and the calibration error gets worse
+rather than better: this small, briefly trained model is already nearly calibrated
+without smoothing (slightly overconfident), and with it becomes underconfident (mean
+confidence below accuracy by about 0.06). The two ECE conventions differ only in which
+bin a confidence exactly on an edge falls in, so they agree here.
 
 Usage::
 
