@@ -11,6 +11,7 @@ larger-than-memory Dask job, say) never starts inside the test suite.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 import subprocess
@@ -26,7 +27,13 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FAST_VARIABLE = "LABELSMOOTH_EXAMPLE_FAST"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Run (and checked more closely) by the dedicated tests below.
-CHECKED_BELOW = {"annealed_smoothing.py", "digits_calibration.py", "tour.py", "worked_examples.py"}
+CHECKED_BELOW = {
+    "annealed_smoothing.py",
+    "digits_calibration.py",
+    "tiny_language_model.py",
+    "tour.py",
+    "worked_examples.py",
+}
 # Examples that import an optional library at the top: skipped where it is not installed.
 NEEDS = {"typed_torch_usage.py": ("torch",)}
 
@@ -141,4 +148,23 @@ def test_annealed_smoothing_runs_the_optax_and_pytorch_loops(tmp_path):
         assert re.search(r"^ +5 +0\.0000 +[\d.]+$", out, re.MULTILINE)  # the last epoch trains without smoothing
     else:
         assert "PyTorch: skipped" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiny_language_model_fast_mode_prints_one_row_per_epsilon(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("tqdm")
+    result = run_example("tiny_language_model.py", cwd=tmp_path)
+    number = r"([-+\w.]+)"
+    rows = re.findall(r"^\| ([\d.]+) \| " + r" \| ".join([number] * 7) + r" \|$", result.stdout, re.MULTILINE)
+    assert [row[0] for row in rows] == ["0", "0.1"]
+    vocabulary = int(re.search(r"vocabulary of (\d+)", result.stdout).group(1))
+    for row in rows:
+        seconds, nll, perplexity, accuracy, ece_guo, ece_torchmetrics, confidence = map(float, row[1:])
+        assert all(math.isfinite(v) for v in (seconds, nll, perplexity, accuracy, ece_guo, ece_torchmetrics))
+        assert seconds >= 0.0 and 0.0 < nll < math.log(vocabulary) + 1.0
+        assert perplexity == pytest.approx(math.exp(nll), rel=1e-3)
+        assert 0.0 <= accuracy <= 1.0 and 0.0 <= ece_guo <= 1.0 and 0.0 <= ece_torchmetrics <= 1.0
+        assert 1.0 / vocabulary <= confidence <= 1.0
+    assert "total wall time" in result.stdout
     assert list(tmp_path.iterdir()) == []
