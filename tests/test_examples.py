@@ -30,6 +30,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHECKED_BELOW = {
     "annealed_smoothing.py",
     "digits_calibration.py",
+    "mlp_calibration.py",
     "tiny_language_model.py",
     "tour.py",
     "worked_examples.py",
@@ -98,6 +99,25 @@ def test_digits_calibration_fast_mode_prints_the_table_and_writes_a_figure(tmp_p
         written.unlink(missing_ok=True)
         written.parent.rmdir()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mlp_calibration_fast_mode_prints_three_settings_and_a_figure(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("torch")
+    result = run_example("mlp_calibration.py", cwd=tmp_path)
+    rows = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"^(eps = 0\.1|eps = 0|cosine 0\.1 -> 0)\s+(.*)$", line)
+        if match:
+            rows[match.group(1)] = [float(v) for v in match.group(2).split()]
+    assert list(rows) == ["eps = 0", "eps = 0.1", "cosine 0.1 -> 0"]
+    for accuracy, nll, ece_guo, ece_torchmetrics, confidence, at_one in rows.values():
+        assert 0.5 < accuracy <= 1.0 and 0.0 < nll < 2.5
+        assert 0.0 <= ece_guo <= 1.0 and 0.0 <= ece_torchmetrics <= 1.0
+        assert 0.1 <= confidence <= 1.0 and 0.0 <= at_one <= 1.0
+    figure = tmp_path / "mlp_reliability.png"
+    assert figure.read_bytes()[:8] == PNG_SIGNATURE
 
 
 def test_digits_calibration_writes_where_told(tmp_path):
