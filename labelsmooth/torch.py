@@ -65,7 +65,21 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
 ) -> torch.Tensor:
-    r"""Drop-in :func:`torch.nn.functional.cross_entropy` whose backward pass is the analytic ``p - q'``.
+    options = {
+        "epsilon": _one_smoothing(label_smoothing, epsilon),
+        "prior": prior,
+        "weight": weight,
+        "where": where,
+        "axis": (0 if input.ndim == 1 else 1) if axis is None else axis,
+        "ignore_index": _ignore_index_for(target, ignore_index),
+        "reduction": _legacy_reduction(size_average, reduce, reduction),
+        "z_loss": z_loss,
+        "softcap": softcap,
+    }
+    return _torch_autograd.cross_entropy(input, target, options)
+
+
+cross_entropy.__doc__ = r"""Drop-in :func:`torch.nn.functional.cross_entropy`, backward the analytic ``p - q'``.
 
     .. math::
 
@@ -124,18 +138,6 @@ def cross_entropy(
     >>> z.grad
     tensor([[-0.4000,  0.4000]])
     """
-    options = {
-        "epsilon": _one_smoothing(label_smoothing, epsilon),
-        "prior": prior,
-        "weight": weight,
-        "where": where,
-        "axis": (0 if input.ndim == 1 else 1) if axis is None else axis,
-        "ignore_index": _ignore_index_for(target, ignore_index),
-        "reduction": _legacy_reduction(size_average, reduce, reduction),
-        "z_loss": z_loss,
-        "softcap": softcap,
-    }
-    return _torch_autograd.cross_entropy(input, target, options)
 
 
 def _one_smoothing(label_smoothing: Any, epsilon: Any) -> Any:

@@ -377,7 +377,32 @@ def check_loss(
     rtol: float | None = None,
     atol: float | None = None,
 ) -> None:
-    r"""Check a label-smoothing loss of PyTorch, JAX or NumPy against labelsmooth under a named convention.
+    __tracebackhide__ = True
+    if not callable(fn):
+        msg = f"fn must be a callable loss fn(logits, labels, **keywords), got {_described(fn)}"
+        raise TypeError(msg)
+    convention = check_choice("convention", convention, sorted(_CONVENTIONS))
+    spec = _CONVENTIONS[convention]
+    framework = spec.framework if framework is None else check_choice("framework", framework, _FRAMEWORKS)
+    chosen = _checked_options(options, convention, spec)
+    if not isinstance(grad, bool):
+        msg = f"grad must be a bool, got {_described(grad)}"
+        raise TypeError(msg)
+    if grad and framework == "numpy":
+        msg = "grad must be False with framework='numpy' (NumPy has no autodiff), got grad=True"
+        raise ValueError(msg)
+    examples = _checked_count("max_examples", max_examples)
+    frame = _Framework(framework, device)
+    names = _checked_dtypes(dtypes, framework)
+    check = _Check(fn, convention, spec, frame, grad, rtol, atol)
+    for dtype in names:
+        for number, case in enumerate(_grid(spec, chosen, dtype == "float64")):
+            check.run(case, dtype, f"grid case {number}")
+    if examples and _hypothesis_installed():
+        _run_hypothesis(check, spec, chosen, names, examples)
+
+
+check_loss.__doc__ = r"""Check a smoothed loss of PyTorch, JAX or NumPy against labelsmooth under a convention.
 
     ``fn(logits, labels, **keywords)`` is called on the framework's arrays, logits of shape
     ``(N, K)`` and integer labels of shape ``(N,)``, with the smoothing under the
@@ -484,29 +509,6 @@ def check_loss(
     ...
     AssertionError: check_loss: the loss of <lambda> differs from labelsmooth under convention='torch' ...
     """
-    __tracebackhide__ = True
-    if not callable(fn):
-        msg = f"fn must be a callable loss fn(logits, labels, **keywords), got {_described(fn)}"
-        raise TypeError(msg)
-    convention = check_choice("convention", convention, sorted(_CONVENTIONS))
-    spec = _CONVENTIONS[convention]
-    framework = spec.framework if framework is None else check_choice("framework", framework, _FRAMEWORKS)
-    chosen = _checked_options(options, convention, spec)
-    if not isinstance(grad, bool):
-        msg = f"grad must be a bool, got {_described(grad)}"
-        raise TypeError(msg)
-    if grad and framework == "numpy":
-        msg = "grad must be False with framework='numpy' (NumPy has no autodiff), got grad=True"
-        raise ValueError(msg)
-    examples = _checked_count("max_examples", max_examples)
-    frame = _Framework(framework, device)
-    names = _checked_dtypes(dtypes, framework)
-    check = _Check(fn, convention, spec, frame, grad, rtol, atol)
-    for dtype in names:
-        for number, case in enumerate(_grid(spec, chosen, dtype == "float64")):
-            check.run(case, dtype, f"grid case {number}")
-    if examples and _hypothesis_installed():
-        _run_hypothesis(check, spec, chosen, names, examples)
 
 
 def _hypothesis_installed() -> bool:
