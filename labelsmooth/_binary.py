@@ -16,7 +16,7 @@ from ._backend import (
     values_checkable,
     wants_torch_autograd,
 )
-from ._docs import loss_doc
+from ._docs import XP_DOC, loss_doc
 from ._problem import complete_options, with_options
 from ._validation import (
     check_broadcastable,
@@ -264,10 +264,8 @@ def _reduce(problem: _BinaryProblem, loss: Any) -> Any:
     return xp.reshape(xp.astype(total, problem.result_dtype), ())
 
 
-_DOC_PARAMETERS = r"""
-    Parameters
-    ----------
-    logits : array of real floating dtype, any shape
+_DOC_PARAMETERS = (
+    r"""    logits : array of real floating dtype, any shape
         Unnormalised log-odds ``z``, one independent binary problem per element.
     targets : array with the shape of ``logits``
         Probabilities in ``[0, 1]`` (real floating, the dtype of ``logits``), or 0/1 labels
@@ -290,14 +288,11 @@ _DOC_PARAMETERS = r"""
         and then over the batch; with equal-length rows that is the same number, so
         ``"mean"`` equals Keras' default, and Keras' ``reduction=None`` is our ``"none"``
         averaged over the last axis.
-    xp : array namespace, optional
-        Inferred from the array arguments when None.
 """
+    + XP_DOC
+)
 
-_DOC_RAISES = r"""
-    Raises
-    ------
-    TypeError
+_DOC_RAISES = r"""    TypeError
         Non-floating ``logits``, floating ``targets`` of another dtype, targets of a
         non-real dtype, arrays of different libraries, options of the wrong type.
     ValueError

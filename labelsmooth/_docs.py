@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["LOSS_RETURNS_DOC", "OPTIONS_DOC", "RAISES_DOC", "loss_doc"]
+__all__ = ["LOSS_RETURNS_DOC", "OPTIONS_DOC", "RAISES_DOC", "XP_DOC", "loss_doc"]
 
-OPTIONS_DOC = r"""
-    Parameters
-    ----------
-    logits : array of real floating dtype
+# The sections' bodies: :func:`loss_doc` writes their headers.
+XP_DOC = r"""    xp : array namespace, optional
+        Inferred from the array arguments when None.
+"""
+
+OPTIONS_DOC = (
+    r"""    logits : array of real floating dtype
         Unnormalised log-probabilities ``z``; the class axis is ``axis``.
     targets : array
         Integer class labels with the shape of ``logits`` without ``axis``, or probability
@@ -50,14 +53,11 @@ OPTIONS_DOC = r"""
         A positive ``c`` replaces the logits by ``c * tanh(z / c)`` before everything else
         (Gemma 2, Liger's ``softcap``); the gradient includes the chain rule
         ``sech^2(z / c)``. A ``-inf`` logit becomes ``-c``.
-    xp : array namespace, optional
-        Inferred from the array arguments when None.
 """
+    + XP_DOC
+)
 
-RAISES_DOC = r"""
-    Raises
-    ------
-    TypeError
+RAISES_DOC = r"""    TypeError
         Integer/boolean/complex ``logits``, targets of another dtype, arrays of different
         libraries, options of the wrong type.
     ValueError
@@ -81,5 +81,6 @@ def loss_doc(
 
     Every part is written as it stands in a function body (four spaces of indentation).
     """
-    doc = summary + parameters + "\n    Returns\n    -------\n" + returns + raises
+    doc = summary + "\n    Parameters\n    ----------\n" + parameters
+    doc += "\n    Returns\n    -------\n" + returns + "\n    Raises\n    ------\n" + raises
     return doc + ("\n    Examples\n    --------\n" + examples if examples else "")

@@ -15,14 +15,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._problem import with_options
-from ._vocab_parallel import Shard, evaluate
-from ._vocab_parallel import options as vocab_parallel_options
+from ._problem import complete_options, with_options
+from ._vocab_parallel import OPTIONS, Shard, evaluate
 
 __all__ = ["vocab_parallel_cross_entropy"]
 
 
-@with_options(namespace=False, source=vocab_parallel_options)
+@with_options(namespace=False, only=OPTIONS)
 def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, axis_name: Any, **options: Any) -> Any:
     r"""The smoothed cross-entropy of logits whose class axis is split along ``axis_name``.
 
@@ -60,7 +59,7 @@ def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, axis_nam
     TypeError, ValueError
         As :func:`labelsmooth.cross_entropy` for these options.
     """
-    values = vocab_parallel_options(**options)
+    values = complete_options(options, namespace=False, only=OPTIONS)
     arrays = {name: value for name, value in values.items() if isinstance(value, jax.Array)}
     static = tuple((name, value) for name, value in values.items() if name not in arrays)
     return _loss(axis_name, static, logits_shard, targets, arrays)

@@ -10,7 +10,7 @@ Each option is prepared by a function of its own.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypedDict, TypeVar
 
@@ -21,11 +21,7 @@ from ._backend import accumulation_dtype, compute_dtype, index_dtype, isdtype, n
 from ._validation import (
     check_broadcastable,
     check_epsilon,
-    check_ignore_index,
-    check_prior_kind,
-    check_reduction,
-    check_softcap,
-    check_z_loss,
+    check_static_options,
     comparable_labels,
     dtype_name,
     either_mask,
@@ -142,10 +138,7 @@ def prepare(
         raise TypeError(_unknown_options_message(unknown, prepare))
     layout = _layout(logits, targets, (epsilon, prior, weight, where, sample_weight), axis, xp)
     xp = layout.xp
-    reduction = check_reduction(reduction)
-    check_prior_kind(prior)
-    ignore_index = check_ignore_index(ignore_index)
-    z_loss, softcap = check_z_loss(z_loss), check_softcap(softcap)
+    reduction, ignore_index, z_loss, softcap = check_static_options(reduction, prior, ignore_index, z_loss, softcap)
     is_labels = _check_target_kind(targets, logits, layout, ignore_index)
     epsilon = check_epsilon(epsilon, xp, layout.batch_shape)
     others = isinstance(prior, str)
@@ -194,29 +187,40 @@ def prepare(
 _OTHER_NAMES = {"label_smoothing": "epsilon", "dim": "axis", "mask": "where"}
 
 
-def _unknown_options_message(unknown: dict, source: Callable[..., Any]) -> str:
-    options = list(_option_defaults(True, source))
+def _unknown_options_message(unknown: dict, source: Callable[..., Any], only: Collection[str] | None = None) -> str:
+    options = list(_option_defaults(True, source, only))
     names = ", ".join(repr(name) for name in unknown)
     hints = "".join(f"; {name!r} is {_OTHER_NAMES[name]!r} here" for name in unknown if name in _OTHER_NAMES)
     return f"unexpected keyword argument {names}: the options are {', '.join(options)}{hints}"
 
 
-def complete_options(options: Any, *, namespace: bool = True, source: Callable[..., Any] | None = None) -> dict:
-    """Every option by name, with the defaults of ``source`` (:func:`prepare`) for those not given."""
+def complete_options(
+    options: Any,
+    *,
+    namespace: bool = True,
+    source: Callable[..., Any] | None = None,
+    only: Collection[str] | None = None,
+) -> dict:
+    """Every option by name, with the defaults of ``source`` (:func:`prepare`) for those not given.
+
+    ``only`` names the options of a loss that takes some of ``source``'s options.
+    """
     source = prepare if source is None else source
-    known = _option_defaults(namespace, source)
+    known = _option_defaults(namespace, source, only)
     unknown = {name: value for name, value in options.items() if name not in known}
     if unknown:
-        raise TypeError(_unknown_options_message(unknown, source))
+        raise TypeError(_unknown_options_message(unknown, source, only))
     return {**known, **options}
 
 
-def _option_defaults(namespace: bool, source: Callable[..., Any]) -> dict:
+def _option_defaults(namespace: bool, source: Callable[..., Any], only: Collection[str] | None = None) -> dict:
     parameters = inspect.signature(source).parameters.values()
     return {
         parameter.name: parameter.default
         for parameter in parameters
-        if parameter.kind is parameter.KEYWORD_ONLY and (namespace or parameter.name != "xp")
+        if parameter.kind is parameter.KEYWORD_ONLY
+        and (namespace or parameter.name != "xp")
+        and (only is None or parameter.name in only)
     }
 
 
@@ -224,16 +228,16 @@ _Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
 def with_options(
-    *, namespace: bool = True, source: Callable[..., Any] | None = None
+    *, namespace: bool = True, source: Callable[..., Any] | None = None, only: Collection[str] | None = None
 ) -> Callable[[_Function], _Function]:
     """Give a ``(logits, targets, /, **options)`` function the signature its options have.
 
     ``inspect.signature`` (``help()``, IDEs, documentation) then shows every option with
-    its default, from ``source`` (:func:`prepare` unless given); ``namespace=False``
-    leaves ``xp`` out (adapters).
+    its default, from ``source`` (:func:`prepare` unless given), or those named in
+    ``only``; ``namespace=False`` leaves ``xp`` out (adapters).
     """
     source = prepare if source is None else source
-    defaults = _option_defaults(namespace, source)
+    defaults = _option_defaults(namespace, source, only)
     options = [parameter for name, parameter in inspect.signature(source).parameters.items() if name in defaults]
 
     def decorate(function: _Function) -> _Function:

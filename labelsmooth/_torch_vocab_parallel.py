@@ -14,14 +14,13 @@ import torch
 import torch.distributed as dist
 from torch.autograd.function import once_differentiable
 
-from ._problem import with_options
-from ._vocab_parallel import Shard, evaluate
-from ._vocab_parallel import options as vocab_parallel_options
+from ._problem import complete_options, with_options
+from ._vocab_parallel import OPTIONS, Shard, evaluate
 
 __all__ = ["vocab_parallel_cross_entropy"]
 
 
-@with_options(namespace=False, source=vocab_parallel_options)
+@with_options(namespace=False, only=OPTIONS)
 def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, group: Any = None, **options: Any) -> Any:
     r"""The smoothed cross-entropy of logits whose class axis is split over the ranks of ``group``.
 
@@ -78,7 +77,7 @@ def vocab_parallel_cross_entropy(logits_shard: Any, targets: Any, /, *, group: A
     if not isinstance(logits_shard, torch.Tensor) or logits_shard.ndim == 0:
         msg = f"logits_shard must be a torch.Tensor with a class axis, got {type(logits_shard).__name__}"
         raise TypeError(msg)
-    values = vocab_parallel_options(**options)
+    values = complete_options(options, namespace=False, only=OPTIONS)
     return _VocabParallelLoss.apply(logits_shard, targets, _shard(logits_shard, group), values)
 
 

@@ -9,7 +9,7 @@ import math
 import numbers
 import operator
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from array_api_compat import is_array_api_obj, is_torch_namespace
@@ -205,6 +205,25 @@ def check_prior_kind(prior: Any) -> None:
         return
     msg = f"prior must be None, 'others' or an array of class probabilities, got {describe(prior)}"
     raise TypeError(msg)
+
+
+class StaticOptions(NamedTuple):
+    """The options of a smoothed loss that hold no array, checked."""
+
+    reduction: Reduction
+    ignore_index: int | None
+    z_loss: float
+    softcap: float | None
+
+
+def check_static_options(
+    reduction: Any = "mean", prior: Any = None, ignore_index: Any = None, z_loss: Any = 0.0, softcap: Any = None
+) -> StaticOptions:
+    """Check the options that can be checked before any array is seen (of ``prior``, its kind)."""
+    check_prior_kind(prior)
+    return StaticOptions(
+        check_reduction(reduction), check_ignore_index(ignore_index), check_z_loss(z_loss), check_softcap(softcap)
+    )
 
 
 def prior_tolerance(xp: Any, dtype: Any) -> float:

@@ -25,10 +25,7 @@ from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of
 from ._problem import Problem
 from ._validation import (
     check_epsilon,
-    check_ignore_index,
-    check_prior_kind,
-    check_reduction,
-    check_z_loss,
+    check_static_options,
     comparable_labels,
     dtype_name,
     first_value,
@@ -37,29 +34,14 @@ from ._validation import (
     require_real_floating,
 )
 
-__all__ = ["Shard", "evaluate", "options"]
+__all__ = ["OPTIONS", "Shard", "evaluate"]
 
 _NAN = float("nan")
 
 
-def options(
-    *,
-    epsilon: Any = 0.0,
-    prior: Any = None,
-    weight: Any = None,
-    ignore_index: int | None = None,
-    reduction: str = "mean",
-    z_loss: float = 0.0,
-) -> dict[str, Any]:
-    """Every option of the vocabulary-parallel losses by name, with its default when not given."""
-    return {
-        "epsilon": epsilon,
-        "prior": prior,
-        "weight": weight,
-        "ignore_index": ignore_index,
-        "reduction": reduction,
-        "z_loss": z_loss,
-    }
+# The options of the vocabulary-parallel losses: those of the other losses that a
+# sharded class axis allows (their defaults are :func:`prepare`'s).
+OPTIONS = ("epsilon", "prior", "weight", "ignore_index", "reduction", "z_loss")
 
 
 @dataclass(frozen=True)
@@ -124,8 +106,9 @@ def _problem(logits: Any, targets: Any, shard: Shard, options: dict[str, Any], x
         )
         raise ValueError(msg)
     batch_shape = tuple(logits.shape[:-1])
-    reduction, ignore_index = check_reduction(options["reduction"]), check_ignore_index(options["ignore_index"])
-    check_prior_kind(options["prior"])
+    reduction, ignore_index, z_loss, _ = check_static_options(
+        options["reduction"], options["prior"], options["ignore_index"], options["z_loss"]
+    )
     epsilon = check_epsilon(options["epsilon"], xp, batch_shape)
     work = compute_dtype(xp, logits.dtype)
     acc = accumulation_dtype(xp, work, logits)
@@ -155,7 +138,7 @@ def _problem(logits: Any, targets: Any, shard: Shard, options: dict[str, Any], x
         ndim=logits.ndim,
         result_dtype=logits.dtype,
         acc=acc,
-        z_loss=check_z_loss(options["z_loss"]),
+        z_loss=z_loss,
     )
     return problem, local, owner[..., None]
 

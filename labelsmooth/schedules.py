@@ -48,9 +48,9 @@ def _described(value: object) -> str:
     return f"{value!r} of type {type(value).__name__}"
 
 
-def _real(name: str, value: object) -> float:
+def _real(name: str, value: object, expected: str = "a real number") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        msg = f"{name} must be a real number, got {_described(value)}"
+        msg = f"{name} must be {expected}, got {_described(value)}"
         raise TypeError(msg)
     result = float(value)
     if not math.isfinite(result):
@@ -71,13 +71,7 @@ _STEP_EXPECTED = "a real number or an array of real dtype"
 
 
 def _step(step: object) -> float:
-    if isinstance(step, bool) or not isinstance(step, numbers.Real):
-        msg = f"step must be {_STEP_EXPECTED}, got {_described(step)}"
-        raise TypeError(msg)
-    value = float(step)
-    if not math.isfinite(value):
-        msg = f"step must be finite, got {step!r}"
-        raise ValueError(msg)
+    value = _real("step", step, _STEP_EXPECTED)
     # Before the start, the schedule holds its first value (as optax's schedules do, so
     # that optax.join_schedules can evaluate a later piece at a negative offset).
     return max(value, 0.0)
@@ -268,14 +262,8 @@ def constant(epsilon: float) -> Schedule:
     return _Constant(_epsilon("epsilon", epsilon))
 
 
-_RAMP_DOC = """
-    Parameters
-    ----------
-    start, end : float in [0, 1]
-        Values at step 0 and from step ``steps`` on.
-    steps : int > 0
-        Length ``T`` of the ramp.
-
+# What every factory returns and raises: the Raises section's text follows it.
+_RETURNS_RAISES_DOC = """
     Returns
     -------
     Schedule
@@ -283,8 +271,23 @@ _RAMP_DOC = """
     Raises
     ------
     TypeError, ValueError
-        A value outside ``[0, 1]``, a non-positive or non-integer ``steps``.
 """
+
+_RAMP_DOC = (
+    """
+    Parameters
+    ----------
+    start, end : float in [0, 1]
+        Values at step 0 and from step ``steps`` on.
+    steps : int > 0
+        Length ``T`` of the ramp.
+"""
+    + _RETURNS_RAISES_DOC
+    + """        A value outside ``[0, 1]``, a non-positive or non-integer ``steps``.
+
+    Examples
+    --------"""
+)
 
 
 def linear(start: float, end: float, steps: int) -> Schedule:
@@ -298,8 +301,6 @@ linear.__doc__ = (
 """
     + _RAMP_DOC
     + r"""
-    Examples
-    --------
     >>> from labelsmooth.schedules import linear
     >>> schedule = linear(0.2, 0.0, steps=100)
     >>> schedule(0), schedule(25), schedule(100), schedule(500)
@@ -322,8 +323,6 @@ cosine.__doc__ = (
 """
     + _RAMP_DOC
     + r"""
-    Examples
-    --------
     >>> from labelsmooth.schedules import cosine
     >>> schedule = cosine(0.2, 0.0, steps=100)
     >>> round(schedule(50), 12), schedule(100)
@@ -333,6 +332,26 @@ cosine.__doc__ = (
 
 
 def exponential(start: float, decay_rate: float, decay_steps: float, end: float = 0.0) -> Schedule:
+    start_value = _epsilon("start", start)
+    end_value = _epsilon("end", end)
+    rate = _real("decay_rate", decay_rate)
+    if rate <= 0:
+        msg = f"decay_rate must be positive, got {decay_rate!r}"
+        raise ValueError(msg)
+    tau = _real("decay_steps", decay_steps)
+    if tau <= 0:
+        msg = f"decay_steps must be positive, got {decay_steps!r}"
+        raise ValueError(msg)
+    if rate < 1.0 and end_value > start_value:
+        msg = f"end must be at most start={start_value} for a decay (decay_rate < 1), got {end!r}"
+        raise ValueError(msg)
+    if rate > 1.0 and end_value < start_value:
+        msg = f"end must be at least start={start_value} for a growth (decay_rate > 1), got {end!r}"
+        raise ValueError(msg)
+    return _Exponential(start_value, rate, tau, end_value)
+
+
+exponential.__doc__ = (
     r"""Exponential decay (or growth) by ``decay_rate`` every ``decay_steps``, bounded by ``end``.
 
     .. math::
@@ -356,15 +375,9 @@ def exponential(start: float, decay_rate: float, decay_steps: float, end: float 
     end : float in [0, 1], default 0.0
         Bound the schedule approaches: at most ``start`` for a decay, at least ``start``
         for a growth.
-
-    Returns
-    -------
-    Schedule
-
-    Raises
-    ------
-    TypeError, ValueError
-        Values outside their ranges, or an ``end`` on the wrong side of ``start``.
+"""
+    + _RETURNS_RAISES_DOC
+    + r"""        Values outside their ranges, or an ``end`` on the wrong side of ``start``.
 
     Examples
     --------
@@ -373,23 +386,7 @@ def exponential(start: float, decay_rate: float, decay_steps: float, end: float 
     >>> schedule(0), schedule(10), schedule(20), schedule(1000)
     (0.2, 0.1, 0.05, 0.01)
     """
-    start_value = _epsilon("start", start)
-    end_value = _epsilon("end", end)
-    rate = _real("decay_rate", decay_rate)
-    if rate <= 0:
-        msg = f"decay_rate must be positive, got {decay_rate!r}"
-        raise ValueError(msg)
-    tau = _real("decay_steps", decay_steps)
-    if tau <= 0:
-        msg = f"decay_steps must be positive, got {decay_steps!r}"
-        raise ValueError(msg)
-    if rate < 1.0 and end_value > start_value:
-        msg = f"end must be at most start={start_value} for a decay (decay_rate < 1), got {end!r}"
-        raise ValueError(msg)
-    if rate > 1.0 and end_value < start_value:
-        msg = f"end must be at least start={start_value} for a growth (decay_rate > 1), got {end!r}"
-        raise ValueError(msg)
-    return _Exponential(start_value, rate, tau, end_value)
+)
 
 
 _SCHEDULE_FACTORIES: dict[str, Callable[..., Schedule]] = {

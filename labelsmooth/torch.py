@@ -26,15 +26,7 @@ from torch import nn
 
 from . import _linear, _torch_autograd
 from ._torch_vocab_parallel import vocab_parallel_cross_entropy
-from ._validation import (
-    as_python_scalar,
-    check_epsilon,
-    check_ignore_index,
-    check_prior_kind,
-    check_reduction,
-    check_softcap,
-    check_z_loss,
-)
+from ._validation import as_python_scalar, check_epsilon, check_ignore_index, check_static_options
 
 if TYPE_CHECKING:
     from .typing import Prior, Reduction
@@ -236,9 +228,10 @@ class CrossEntropyLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.ignore_index = ignore_index
-        # Checked now rather than at the first batch.
-        self.z_loss, self.softcap = check_z_loss(z_loss), check_softcap(softcap)
         self.reduction = _legacy_reduction(size_average, reduce, reduction)
+        # Static options are checked now rather than at the first batch.
+        static = check_static_options(self.reduction, prior, ignore_index, z_loss, softcap)
+        self.z_loss, self.softcap = static.z_loss, static.softcap
         self.axis = axis
         for name, value in {"weight": weight, "prior": prior, "where": where}.items():
             if isinstance(value, torch.Tensor):
@@ -246,10 +239,6 @@ class CrossEntropyLoss(nn.Module):
             else:
                 setattr(self, name, value)
         self.label_smoothing = _one_smoothing(label_smoothing, epsilon)
-        # Static options are checked now rather than at the first batch.
-        check_reduction(self.reduction)
-        check_prior_kind(prior)
-        check_ignore_index(ignore_index)
 
     @property
     def label_smoothing(self) -> Any:
@@ -484,8 +473,8 @@ class LinearCrossEntropyLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.label_smoothing = as_python_scalar(label_smoothing)
-        self.ignore_index = check_ignore_index(ignore_index)
-        self.reduction = check_reduction(reduction)
+        static = check_static_options(reduction, None, ignore_index, z_loss, softcap)
+        self.ignore_index, self.reduction = static.ignore_index, static.reduction
         if isinstance(weight, torch.Tensor):
             self.register_buffer("weight", weight)
         else:

@@ -30,45 +30,36 @@ class _Convention:
     """
 
     smoothing: str
-    framework: str
-    reduction: Reduction
-    prior: Literal["others"] | None
-    keywords: frozenset[str]
-    ignore_index: int | None  # the ignored label a case uses when the function takes ignore_index
-    min_classes: int
     summary: str
+    framework: str = "torch"
+    reduction: Reduction = "mean"
+    prior: Literal["others"] | None = None
+    keywords: frozenset[str] = frozenset()
+    ignore_index: int | None = None  # the ignored label a case uses when the function takes ignore_index
+    min_classes: int = 1
 
 
 _CONVENTIONS = {
     "torch": _Convention(
         smoothing="label_smoothing",
-        framework="torch",
-        reduction="mean",
-        prior=None,
+        summary="F.cross_entropy: eps/K to every class, PyTorch's class weights, mean over sum w_y",
         keywords=frozenset({"weight", "ignore_index", "reduction"}),
         ignore_index=-100,
-        min_classes=1,
-        summary="F.cross_entropy: eps/K to every class, PyTorch's class weights, mean over sum w_y",
     ),
     "optax": _Convention(
         smoothing="alpha",
+        summary="softmax_cross_entropy(z, smooth_labels(one_hot(y), alpha)): eps/K, per-sample losses",
         framework="jax",
         reduction="none",
-        prior=None,
-        keywords=frozenset(),
-        ignore_index=None,
-        min_classes=1,
-        summary="softmax_cross_entropy(z, smooth_labels(one_hot(y), alpha)): eps/K, per-sample losses",
     ),
     "fairseq": _Convention(
         smoothing="epsilon",
-        framework="torch",
+        summary="label_smoothed_nll_loss: 1 - eps to the true class, eps/(K-1) to the others, summed",
         reduction="sum",
         prior="others",
         keywords=frozenset({"ignore_index"}),
-        ignore_index=None,  # the pad symbol: a class id, the last one in the cases
+        # ignore_index stays None: the pad symbol is a class id, the last one in the cases.
         min_classes=2,
-        summary="label_smoothed_nll_loss: 1 - eps to the true class, eps/(K-1) to the others, summed",
     ),
 }
 _FRAMEWORKS = ("torch", "jax", "numpy")
