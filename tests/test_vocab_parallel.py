@@ -233,3 +233,18 @@ def test_refusals():
 
     with pytest.raises(ValueError, match=r"needs an initialised torch\.distributed process group"):
         vocab_parallel_cross_entropy(torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64))
+
+
+def test_unknown_options_are_named_with_the_options_there_are():
+    jnp = pytest.importorskip("jax.numpy")
+    from labelsmooth.jax import vocab_parallel_cross_entropy
+
+    z, y = jnp.zeros((2, 3)), jnp.zeros(2, dtype=jnp.int32)
+    expected = (
+        r"unexpected keyword argument 'label_smoothing': the options are epsilon, prior, weight, "
+        r"ignore_index, reduction, z_loss; 'label_smoothing' is 'epsilon' here"
+    )
+    with pytest.raises(TypeError, match=expected):
+        vocab_parallel_cross_entropy(z, y, axis_name="x", label_smoothing=0.1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'softcap'"):
+        vocab_parallel_cross_entropy(z, y, axis_name="x", softcap=30.0)
