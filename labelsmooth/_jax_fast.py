@@ -25,6 +25,8 @@ float64 logits), i.e. when the array-API kernel would also sum in that dtype.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 from typing import Any
 
@@ -158,7 +160,38 @@ def _gradient(task: Any, stored: Any, rest: Any) -> Any:
 
 
 def run(task: Any) -> _kernel.RowStatistics:
-    """The row statistics (and gradient) of a task this kernel supports."""
+    """The row statistics (and gradient) of a task this kernel supports.
+
+    Concrete (not traced) arrays run as one compiled program, cached per shape and static
+    option: eager JAX would otherwise compile each of the kernel's few dozen operations
+    for every new shape (about a second) and dispatch them one by one.
+    """
+    jax = sys.modules["jax"]
+    fields = {field.name: getattr(task, field.name) for field in dataclasses.fields(task)}
+    if any(isinstance(value, jax.core.Tracer) for value in fields.values()):
+        return _passes(task)
+    # Python numbers (the coefficients) become arguments, so that a new epsilon or batch
+    # size reuses the program; in the working dtype, as they would combine with it.
+    numbers = {name: value for name, value in fields.items() if isinstance(value, float)}
+    arrays = {name: value for name, value in fields.items() if isinstance(value, jax.Array)}
+    arguments = {**arrays, **{name: jax.numpy.asarray(value, dtype=task.acc) for name, value in numbers.items()}}
+    static = tuple((name, value) for name, value in fields.items() if name not in arguments)
+    return _kernel.RowStatistics(*_compiled_passes(static)(arguments))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_passes(static: tuple[tuple[str, Any], ...]) -> Any:
+    """``jit`` of :func:`_passes` for the tasks with these static fields."""
+    jax = sys.modules["jax"]
+
+    def passes(arguments: dict[str, Any]) -> tuple:
+        return _passes(_kernel.Task(**dict(static), **arguments)).as_tuple()
+
+    return jax.jit(passes)
+
+
+def _passes(task: Any) -> _kernel.RowStatistics:
+    """The kernel's passes; under tracing, their decisions are conditionals."""
     jax = sys.modules["jax"]
     xp, z = task.xp, task.logits
     if z.shape[-1] <= _ROW_TILE:
