@@ -14,7 +14,10 @@ from __future__ import annotations
 import enum
 import importlib
 import importlib.util
+import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,27 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+# JAX compiles every operation anew for every shape, in each worker process: a compilation
+# cache shared by the workers of one run (made by the controller, inherited by the workers)
+# lets one compile what the other has. It holds the executables JAX would compile anyway.
+_JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or _JAX_CACHE in os.environ:
+        return
+    config._labelsmooth_jax_cache = tempfile.mkdtemp(prefix="labelsmooth-jax-cache-")  # type: ignore[attr-defined]
+    os.environ[_JAX_CACHE] = config._labelsmooth_jax_cache  # type: ignore[attr-defined]
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    cache = getattr(config, "_labelsmooth_jax_cache", None)
+    if cache is not None:
+        shutil.rmtree(cache, ignore_errors=True)
+        del os.environ[_JAX_CACHE]
 
 
 class _NoCompute:
@@ -94,6 +118,15 @@ class Backend(enum.Enum):
         return f"Backend({self.name})"
 
     @property
+    def costly(self) -> bool:
+        """Whether every new case costs a compilation or a task graph (JAX, Dask).
+
+        Tests of a grid of options run all of it on the other libraries and, on these, a
+        subset in which every pair of option values still occurs (see ``pairwise``).
+        """
+        return self in (Backend.jax, Backend.jax_jit, Backend.dask)
+
+    @property
     def available(self) -> bool:
         top = self.module_name.split(".")[0]
         if importlib.util.find_spec(top) is None:
@@ -160,6 +193,16 @@ class Backend(enum.Enum):
     def is_native(self, x: Any) -> bool:
         """Whether ``x`` belongs to this backend's namespace."""
         return array_api_compat.array_namespace(x).__name__ == self.xp.__name__
+
+
+def pairwise(grid: list[tuple], subset: list[tuple]) -> list[tuple]:
+    """``subset`` of ``grid``, checked to hold every pair of values that ``grid`` holds."""
+    assert set(subset) <= set(grid)
+    width = len(grid[0])
+    for i, j in itertools.combinations(range(width), 2):
+        missing = {(row[i], row[j]) for row in grid} - {(row[i], row[j]) for row in subset}
+        assert not missing, f"the subset misses the pairs {missing} of options {i} and {j}"
+    return subset
 
 
 BACKENDS = [b.value for b in Backend]

@@ -140,10 +140,19 @@ class TestJax:
         def total(ce):
             return lambda a, b: jnp.sum(ce(a, b, epsilon=EPSILON, weight=w, reduction=reduction) ** 2)
 
-        got = jax.jit(jax.vmap(jax.value_and_grad(total(self.ljax.cross_entropy))))(z3, y3)
-        want = jax.vmap(jax.value_and_grad(total(ls.cross_entropy)))(z3, y3)
-        close(got[0], want[0], rtol=1e-6)
-        close(got[1], want[1], rtol=1e-5, atol=1e-8)
+        values, grads = jax.jit(jax.vmap(jax.value_and_grad(total(self.ljax.cross_entropy))))(z3, y3)
+        for k in range(2):
+            # The derivative of sum(loss^2) is 2 loss times the loss's gradient (per row for "none").
+            loss, grad = cross_entropy_rows(
+                np.asarray(z3[k]), np.asarray(y3[k]), epsilon=EPSILON, weight=data["weight"], reduction=reduction
+            )
+            close(values[k], np.sum(loss**2), rtol=1e-6)
+            close(
+                grads[k],
+                2 * np.asarray(loss)[..., None] * grad if reduction == "none" else 2 * loss * grad,
+                rtol=1e-5,
+                atol=1e-8,
+            )
         # vmap of grad over single samples: the per-example gradients p - q'.
         per_example = jax.vmap(jax.grad(lambda a, b: self.ljax.cross_entropy(a, b, epsilon=EPSILON, axis=0)))(
             jnp.asarray(data["logits"]), jnp.asarray(data["labels"])

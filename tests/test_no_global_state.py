@@ -161,6 +161,8 @@ def snapshot_inputs(b, arrays):
 
 
 def test_inputs_are_never_modified(backend, rng):
+    if backend.value.startswith("jax"):
+        pytest.skip("JAX arrays are immutable: no function can modify its inputs")
     z = rng.normal(size=(4, 5, 3))
     z[0, 1, 0] = -np.inf
     y = rng.integers(0, 5, size=(4, 3))
