@@ -8,8 +8,10 @@ sharing it and writing out either ``S`` or ``m`` broadcast to N x K; every form 
 maximum, so the values are those of the array-API kernel. The gradient is one elementwise
 pass, ``a * exp(S) / s - b`` with per-row ``a`` and ``b`` (which also carry the ignored and
 NaN rows), and the true class's ``-c`` is then added in place, one element a row, instead of
-by a comparison over the whole array. Rows longer than ``_ROW_TILE`` classes store ``S``
-instead (one pass writing it), which is faster there.
+by a comparison over the whole array. Rows longer than ``_ROW_TILE`` classes are summed as
+blocks of at most ``_ROW_TILE`` classes, each with its own maximum, and the blocks' sums
+merged exactly as the vocabulary-parallel loss merges its shards'; rows with no such block
+width store ``S`` instead (one pass writing it).
 
 ``rest = s - 1`` is the log-sum's argument without the maximum's exact 1. Taken as
 ``sum(exp(S)) - 1`` it has an absolute error of a few float32 ulps of 1, harmless unless the
@@ -81,9 +83,10 @@ _DOMINATED = 1.0 / 16.0
 # The row maximum enters every N x K pass; each pass takes it in a form of its own (all of them
 # exact, so bitwise equal), so that XLA keeps the maximum inside that pass's fusion instead of
 # sharing one and writing out its N x K broadcast.
-# This holds on XLA's CPU backend for rows of up to _ROW_TILE elements; longer rows store S.
+# This holds on XLA's CPU backend for rows of up to _ROW_TILE elements; longer rows are blocked.
 _EXP_SUM, _DISTANCE_SUM, _GRADIENT, _PROFILE = range(4)
 _ROW_TILE = 32768
+_MIN_BLOCK = 1024
 
 
 def _row_max(z: Any, form: int) -> Any:
@@ -120,6 +123,45 @@ def _settled(row_values: Any) -> Any:
     jax = sys.modules["jax"]
     info = jax.numpy.finfo(row_values.dtype)
     return jax.lax.reduce_precision(row_values, exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+
+def _block_width(num_classes: int) -> int | None:
+    """The width of the blocks a row's sums are taken over: the row itself up to ``_ROW_TILE``
+    classes, else the widest divisor of it that is at most ``_ROW_TILE`` (None if under ``_MIN_BLOCK``)."""
+    if num_classes <= _ROW_TILE:
+        return num_classes
+    blocks = -(-num_classes // _ROW_TILE)
+    while num_classes // blocks >= _MIN_BLOCK:
+        if num_classes % blocks == 0:
+            return num_classes // blocks
+        blocks += 1
+    return None
+
+
+def _row_sums(z: Any, width: int) -> tuple[Any, Any, Any]:
+    """``(dsum, rest, peak)`` of every row: ``sum(m - z)``, ``sum(exp(z - m)) - 1`` and ``m``.
+
+    Rows longer than ``width`` are summed as blocks of ``width`` classes, each shifted by its
+    own maximum ``m_b``, and merged: ``s = sum_b s_b exp(m_b - m)`` and
+    ``sum(m - z) = sum_b (d_b + width (m - m_b))``, sums of non-negative terms. XLA's CPU
+    backend sums ``exp(z - m)`` over rows of 128000 classes about 8 times slower than over
+    the same values as rows of 32000 (262 ms against 35 ms for 1024 x 128000 float32).
+    """
+    xp = sys.modules["jax"].numpy
+    blocks = z.shape[-1] // width
+    view = xp.reshape(z, (-1, width)) if blocks > 1 else z
+    # The exponential sum's maximum is also the true-class distance's (one fusion).
+    peak = _row_max(view, _EXP_SUM)
+    dsum = _settled(xp.sum(_row_max(view, _DISTANCE_SUM) - view, axis=-1, keepdims=True))
+    total = _settled(xp.sum(xp.exp(view - peak), axis=-1, keepdims=True))
+    if blocks == 1:
+        return dsum, total - 1.0, peak
+    lead = (*z.shape[:-1], blocks)
+    block_peak, block_dsum, block_total = (xp.reshape(value, lead) for value in (peak, dsum, total))
+    peak = xp.max(block_peak, axis=-1, keepdims=True)
+    total = xp.sum(block_total * xp.exp(block_peak - peak), axis=-1, keepdims=True)
+    dsum = xp.sum(block_dsum + width * (peak - block_peak), axis=-1, keepdims=True)
+    return dsum, total - 1.0, peak
 
 
 def _fused(task: Any, stored: Any, sums: tuple[Any, Any, Any]) -> _kernel.RowStatistics:
@@ -176,12 +218,13 @@ def run(task: Any) -> _kernel.RowStatistics:
     arrays = {name: value for name, value in fields.items() if isinstance(value, jax.Array)}
     arguments = {**arrays, **{name: jax.numpy.asarray(value, dtype=task.acc) for name, value in numbers.items()}}
     static = tuple((name, value) for name, value in fields.items() if name not in arguments)
-    return _kernel.RowStatistics(*_compiled_passes(static)(arguments))
+    layout = _block_width(task.logits.shape[-1])
+    return _kernel.RowStatistics(*_compiled_passes(static, layout)(arguments))
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_passes(static: tuple[tuple[str, Any], ...]) -> Any:
-    """``jit`` of :func:`_passes` for the tasks with these static fields."""
+def _compiled_passes(static: tuple[tuple[str, Any], ...], layout: int | None) -> Any:
+    """``jit`` of :func:`_passes` for the tasks with these static fields (and row layout)."""
     jax = sys.modules["jax"]
 
     def passes(arguments: dict[str, Any]) -> tuple:
@@ -194,12 +237,10 @@ def _passes(task: Any) -> _kernel.RowStatistics:
     """The kernel's passes; under tracing, their decisions are conditionals."""
     jax = sys.modules["jax"]
     xp, z = task.xp, task.logits
-    if z.shape[-1] <= _ROW_TILE:
+    width = _block_width(z.shape[-1])
+    if width is not None:
         stored = None
-        # The exponential sum's maximum is also the true-class distance's (one fusion).
-        peak = _row_max(z, _EXP_SUM)
-        dsum = _settled(xp.sum(_row_max(z, _DISTANCE_SUM) - z, axis=-1, keepdims=True))
-        rest = _settled(xp.sum(xp.exp(z - peak), axis=-1, keepdims=True)) - 1.0
+        dsum, rest, peak = _row_sums(z, width)
     else:
         # Longer rows: a pass with its own maximum is slower there than one stored S.
         peak = None

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import labelsmooth as ls
-from labelsmooth import _numpy_fast
+from labelsmooth import _jax_fast, _numpy_fast
 from labelsmooth._backend import fast_paths
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -470,10 +470,18 @@ def test_jax_float32_kernel_matches_the_float64_oracle(rng: np.random.Generator,
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="needs jax")
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize(
+    ("jit", "blocks"), [(False, False), (True, False), (True, True)], ids=["eager", "jit", "jit-blocks"]
+)
 @pytest.mark.slow
-def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
+def test_jax_edge_rows_and_dominated_rows(jit: bool, blocks: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows without a finite maximum, and rows dominated by one class; with ``blocks`` the
+    sums are taken over blocks of 2 classes, as over rows longer than 32768 classes."""
     import jax.numpy as jnp
+
+    if blocks:
+        monkeypatch.setattr(_jax_fast, "_ROW_TILE", 2)
+        monkeypatch.setattr(_jax_fast, "_MIN_BLOCK", 2)
 
     z = np.array(
         [
@@ -482,11 +490,12 @@ def test_jax_edge_rows_and_dominated_rows(jit: bool) -> None:
             [-np.inf, -np.inf, -np.inf, -np.inf],
             [0.0, np.inf, 1.0, 2.0],
             [-np.inf, 1.0, 2.0, -np.inf],
+            [-np.inf, -np.inf, 1.0, 2.0],
             [5.0, 5.0, 5.0, 5.0],
         ],
         dtype=np.float32,
     )
-    y = jnp.asarray([3, 0, 1, 2, 1, 0])
+    y = jnp.asarray([3, 0, 1, 2, 1, 2, 0])
     for epsilon in (0.0, 0.1):
         static = {"epsilon": epsilon, "reduction": "none"}
         (loss, grad), (loss_g, grad_g) = fast_and_generic(

@@ -181,12 +181,31 @@ def test_torch_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch
     _check(kernel, _numpy_call, lambda t: t.numpy(), torch.from_numpy, case, monkeypatch)
 
 
+def jax_row_layout(layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the JAX kernel sum whole rows, blocks of 3 classes (as rows over 32768 classes), or
+    store ``S`` (as rows over 32768 classes with no divisor of at least 1024)."""
+    if layout == "class blocks":
+        monkeypatch.setattr(_jax_fast, "_ROW_TILE", 3)
+        monkeypatch.setattr(_jax_fast, "_MIN_BLOCK", 2)
+    elif layout == "stored S":
+        monkeypatch.setattr(_jax_fast, "_ROW_TILE", 3)
+        monkeypatch.setattr(_jax_fast, "_MIN_BLOCK", 4)
+    assert _jax_fast._block_width(K) == {"rows": K, "class blocks": 3, "stored S": None}[layout]
+
+
+JAX_LAYOUTS = [(False, "rows"), (True, "rows"), (True, "class blocks"), (False, "stored S")]
+
+
 @pytest.mark.skipif(not HAS_JAX, reason="needs jax")
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize(
+    ("jit", "layout"), JAX_LAYOUTS, ids=[f"{'jit' if j else 'eager'}-{lay}" for j, lay in JAX_LAYOUTS]
+)
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_jax_kernels(case: tuple, jit: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jax_kernels(case: tuple, jit: bool, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import jax
     import jax.numpy as jnp
+
+    jax_row_layout(layout, monkeypatch)
 
     def call(z: Any, targets: Any, kwargs: dict) -> tuple:
         arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array)}
