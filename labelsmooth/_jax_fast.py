@@ -10,7 +10,7 @@ pass, ``a * exp(S) / s - b`` with per-row ``a`` and ``b`` (which also carry the 
 NaN rows), and the true class's ``-c`` is then added in place, one element a row, instead of
 by a comparison over the whole array. Rows longer than ``_ROW_TILE`` classes are summed as
 blocks of at most ``_ROW_TILE`` classes, each with its own maximum, and the blocks' sums
-merged exactly as the vocabulary-parallel loss merges its shards'; rows with no such block
+merged (each rescaled by ``exp(m_b - m)``, as in an online softmax); rows with no such block
 width store ``S`` instead (one pass writing it).
 
 ``rest = s - 1`` is the log-sum's argument without the maximum's exact 1. Taken as
