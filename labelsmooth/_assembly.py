@@ -12,6 +12,7 @@ PyTorch's normaliser, and the gradient in the caller's dtype and layout.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from . import _core, _jax_fast, _kernel, _numpy_fast, _torch_fast
@@ -32,12 +33,20 @@ _NAN = float("nan")
 _BACKEND_KERNELS = (_numpy_fast, _jax_fast)
 
 
-def solve(problem: Any, *, with_grad: bool, denominators: tuple[Any, Any] | None = None) -> tuple[Any, Any]:
+def solve(
+    problem: Any,
+    *,
+    with_grad: bool,
+    denominators: tuple[Any, Any] | None = None,
+    overwrite_logits: bool = False,
+) -> tuple[Any, Any]:
     """``(loss, grad)`` of a prepared problem (``grad`` is None unless ``with_grad``).
 
     ``denominators`` replaces the problem's own normalisers of ``"mean"`` (see
     :func:`mean_denominators`), for a problem that is one block of a larger batch: the
     blocks' losses and gradients then add up to those of the whole batch.
+    ``overwrite_logits`` lets a kernel write the gradient over the logits' own memory (for
+    a caller that owns them and reads them no more: no second block of that size).
     """
     if fast_paths_enabled():
         views = _torch_fast.numpy_views(problem)
@@ -46,7 +55,8 @@ def solve(problem: Any, *, with_grad: bool, denominators: tuple[Any, Any] | None
             # algebra around it in NumPy, whose per-call cost is a fraction of torch's.
             if denominators is not None:
                 denominators = (_torch_fast.numpy_value(denominators[0]), _torch_fast.numpy_value(denominators[1]))
-            return _torch_fast.as_tensors(solve(views, with_grad=with_grad, denominators=denominators), problem)
+            results = solve(views, with_grad=with_grad, denominators=denominators, overwrite_logits=overwrite_logits)
+            return _torch_fast.as_tensors(results, problem)
     if denominators is None:
         denominators = mean_denominators(problem)
     scale, z_scale = row_scales(problem, denominators)
@@ -55,6 +65,8 @@ def solve(problem: Any, *, with_grad: bool, denominators: tuple[Any, Any] | None
         coefficients, task = _label_task(problem, scale, with_grad, lse_coef)
     else:
         total, task = _dense_task(problem, scale, with_grad, lse_coef)
+    if overwrite_logits:
+        task = dataclasses.replace(task, overwrite_logits=True)
     stats = _kernel_for(task)(task)
     if problem.labels is not None:
         per_sample = _core.label_loss(

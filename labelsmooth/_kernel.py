@@ -53,6 +53,7 @@ class Task:
     nan_rows: Any  # bool batch + (1,) or None
     threads: int | None = None  # the caller's thread limit, for kernels that use threads
     lse_coef: Any = None  # e (float or acc column): adds e * lse to a; None: no z-loss
+    overwrite_logits: bool = False  # the gradient may be written over the logits (read no more)
 
 
 @dataclass

@@ -177,6 +177,7 @@ class _Plan:
     profile_scale: Any = None  # (M,) the power of two each profile sum was scaled by
     lse_coef: Any = None  # the z-loss's e: float or (M,) float64, or None
     shift: Any = None  # (M,) float64 row maxima, when the task has an lse_coef
+    over_logits: bool = False  # the gradient is written over the logits
 
 
 @functools.lru_cache(maxsize=32)
@@ -193,7 +194,10 @@ class _Workspace:
 
     def __init__(self, plan: _Plan) -> None:
         b, k = plan.block_rows, plan.num_classes
-        self.scratch: Any = None if plan.task.with_grad else np.empty((b, k), plan.work)
+        # Without a gradient, or with one written over the logits, the passes run in a scratch
+        # block (each block of logits is read whole before its gradient replaces it).
+        own = plan.task.with_grad and not plan.over_logits
+        self.scratch: Any = None if own else np.empty((b, k), plan.work)
         self.weighted: Any = None if plan.profile is None else np.empty((b, k), plan.work)
         self.parts: Any = None
         width = k
@@ -271,7 +275,7 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
     if not np.isfinite(shift).all():
         _array_api_block(plan, z_block, None, grad_block, start, stop)
         return
-    work = ws.scratch[:b] if grad_block is None else grad_block
+    work = ws.scratch[:b] if grad_block is None or plan.over_logits else grad_block
     flat = work.reshape(-1)
     # work = z - m <= 0 (rounded as in the array-API kernel), the exact 0 at the row maximum.
     if b * _SHORT_ROW > work.size and z_block.flags.c_contiguous:
@@ -316,6 +320,8 @@ def _label_block(plan: _Plan, z_block: Any, grad_block: Any, start: int, stop: i
             np.multiply(plan.profile, spread, out=spread_row)
             np.subtract(work, spread_row, out=work)
     flat[at_label] -= _rows_of(plan.true_work, start, stop)
+    if work is not grad_block:
+        np.copyto(grad_block, work)
 
 
 def _profile_sums(plan: _Plan, z_block: Any, work: Any, at_label: Any, start: int, stop: int, ws: _Workspace) -> None:
@@ -449,6 +455,7 @@ def _plan(task: Any) -> _Plan:
         prob_coef=_flat_rows(task.prob_coef, batch_shape),
         spread_coef=_flat_rows(task.spread_coef, batch_shape),
         true_coef=_flat_rows(task.true_coef, batch_shape),
+        over_logits=task.with_grad and task.overwrite_logits and z.flags.c_contiguous and z.flags.writeable,
     )
     plan.log_sum = np.empty(num_rows)
     if task.lse_coef is not None:
@@ -490,7 +497,11 @@ def _run_blocked(task: Any) -> _kernel.RowStatistics:
             lead = max(lead, _leading_dims(profile))
             profile_views = _segments(profile, lead)
         tasks = _blocks(plan, _segments(z, lead), profile_views)
-        grad_rows = np.empty((plan.num_rows, plan.num_classes), z.dtype) if task.with_grad else None
+        grad_rows = None
+        if plan.over_logits:
+            grad_rows = z.reshape(plan.num_rows, plan.num_classes)
+        elif task.with_grad:
+            grad_rows = np.empty((plan.num_rows, plan.num_classes), z.dtype)
         _run(plan, tasks, grad_rows)
         if grad_rows is not None and task.zero_rows is not None:
             grad_rows[np.reshape(task.zero_rows, -1)] = 0.0

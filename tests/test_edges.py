@@ -16,6 +16,9 @@ import pytest
 from _formulas import cross_entropy_rows, dense_smoothed, log_softmax
 
 import labelsmooth as ls
+from labelsmooth import _numpy_fast
+from labelsmooth._assembly import solve
+from labelsmooth._problem import prepare
 
 INF = math.inf
 LOSSES = ("cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad")
@@ -395,6 +398,26 @@ def test_huge_logits_with_smoothing_give_finite_gradients(backend, epsilon):
         # q' holds 1/3 rounded to float64 in the reference: a few 1e-17 of slack.
         np.testing.assert_allclose(grad[i], ref_grad, rtol=1e-15, atol=1e-16)
         # Rows more than the largest float apart too: the distances are summed scaled.
+        if math.isinf(ref_loss):
+            assert loss[i] == ref_loss
+        else:
+            np.testing.assert_allclose(loss[i], ref_loss, rtol=1e-15)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1])
+def test_gradient_written_over_huge_logits_is_exact(monkeypatch, epsilon):
+    # The linear loss lets the NumPy kernel write each block's gradient over its logits;
+    # the rows whose distances overflow are summed again from the logits, which must still
+    # be there (the row-blocked passes, not the transposed ones of few classes).
+    monkeypatch.setattr(_numpy_fast, "_TRANSPOSED_MAX_CLASSES", 0)
+    owned = HUGE.copy()
+    problem = prepare(owned, HUGE_LABELS, epsilon=epsilon, reduction="none")
+    loss, grad = solve(problem, with_grad=True, overwrite_logits=True)
+    assert np.shares_memory(grad, owned)
+    targets = dense_smoothed(HUGE_LABELS, 3, epsilon)
+    for i in range(len(HUGE)):
+        ref_loss, ref_grad = mp_reference(HUGE[i], targets[i])
+        np.testing.assert_allclose(grad[i], ref_grad, rtol=1e-15, atol=1e-16)
         if math.isinf(ref_loss):
             assert loss[i] == ref_loss
         else:

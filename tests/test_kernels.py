@@ -20,7 +20,9 @@ from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
 from labelsmooth import _jax_fast, _kernel, _numpy_fast
+from labelsmooth._assembly import solve
 from labelsmooth._backend import fast_paths
+from labelsmooth._problem import prepare
 
 N, K = 7, 6
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -158,6 +160,22 @@ def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch, op
 def test_numpy_kernels(case: tuple, layout: str, monkeypatch: pytest.MonkeyPatch) -> None:
     _numpy_layout(layout, case[1], monkeypatch, case[2])
     _check(_expected_kernel("numpy", case[1], case[2]), _numpy_call, np.asarray, np.asarray, case, monkeypatch)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_numpy_kernel_writing_the_gradient_over_the_logits(case: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As the linear loss asks it to, for the logits of each block (the row-blocked passes).
+    monkeypatch.setattr(_numpy_fast, "_TRANSPOSED_MAX_CLASSES", 0)
+    kernel = _expected_kernel("numpy", case[1], case[2])
+
+    def call(z: Any, targets: Any, kwargs: dict) -> tuple:
+        owned = z.copy()
+        loss, grad = solve(prepare(owned, targets, **kwargs), with_grad=True, overwrite_logits=True)
+        # Soft-capped logits are a new array, and the array-API kernel writes a new gradient.
+        assert np.shares_memory(grad, owned) == (kernel is _numpy_fast and "softcap" not in kwargs)
+        return loss, grad
+
+    _check(kernel, call, np.asarray, np.asarray, case, monkeypatch)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])

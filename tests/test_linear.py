@@ -232,6 +232,9 @@ def test_default_chunk_size() -> None:
     assert default_chunk_size(16, 10, 4) == 16  # small logits: one block
     for rows, classes in [(4096, 32000), (1024, 128000), (100_000, 50_000), (64, 1_000_000)]:
         chunk = default_chunk_size(rows, classes, 4)
+        assert 1 <= chunk <= max(1, rows // 16) and chunk * classes * 4 <= 32 << 20
+        # A second array beside each block's logits (no in-place work): half the share.
+        chunk = default_chunk_size(rows, classes, 4, in_place=False)
         assert 1 <= chunk <= max(1, rows // 32) and chunk * classes * 4 <= 32 << 20
 
 
@@ -318,7 +321,8 @@ def test_float32_is_as_accurate_as_torch_float32() -> None:
 
 def test_numpy_peak_memory_is_a_small_fraction_of_the_logits() -> None:
     rng = np.random.default_rng(0)
-    n, d, k = 512, 32, 8000
+    # Large enough that the NumPy kernel's own block (1 MB) is small beside the buffer.
+    n, d, k = 1024, 32, 32000
     h, w = rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(k, d)).astype(np.float32)
     b, y = rng.normal(size=k).astype(np.float32), rng.integers(0, k, size=n)
     ls.linear_cross_entropy_with_grad(h, w, y, bias=b, epsilon=0.1)  # warm-up
