@@ -8,21 +8,30 @@ One training-style step at float32: the mean loss (epsilon = 0.1, integer labels
     ``labelsmooth.linear_cross_entropy_with_grad`` on NumPy arrays;
 ``torch``
     ``labelsmooth.torch.LinearCrossEntropyLoss`` forward + ``backward()`` on CPU tensors;
+``jax``
+    ``jax.jit(jax.value_and_grad(labelsmooth.jax.linear_cross_entropy, argnums=(0, 1, 2)))``
+    on the CPU device (its blocks a ``lax.scan``);
 ``torch-materialized``
     PyTorch's own way: ``F.linear`` (the whole ``N x K`` logits), ``F.cross_entropy(
     label_smoothing=0.1)`` and ``backward()``.
 
-Time: the median of ``--repeat`` steps after one warm-up step. Peak memory, beyond the
-inputs and the returned gradients: for ``numpy`` the peak of ``tracemalloc`` (NumPy reports
-its allocations to it) during one step, less the gradients' bytes; for the torch rows the
-peak resident-memory increase of the first step in a fresh process per row (``ru_maxrss``
-after it minus the resident memory before it, with the inputs already allocated and
-touched, after one step on 64 of the rows so that PyTorch's one-time initialisation is
-not counted), less the gradients' bytes; every row runs with ``MALLOC_MMAP_THRESHOLD_=1048576``, so that
-glibc returns freed blocks of 1 MB and more to the system instead of keeping them resident
-(without it the peak counts freed blocks that malloc kept). Each row is run in a fresh process, so that one row's
-freed memory does not hide another's peak. ``x logits`` is that peak over the bytes of the
-float32 ``N x K`` logits.
+Time: the median of ``--repeat`` steps after one warm-up step (for ``jax``, after its
+compilation). Peak memory, beyond the inputs and the returned gradients: for ``numpy`` the
+peak of ``tracemalloc`` (NumPy reports its allocations to it) during one step, less the
+gradients' bytes; for ``jax`` the temporaries of the compiled step in XLA's own memory
+analysis (``temp_size_in_bytes``: what it allocates beyond arguments and outputs); for the
+torch rows the peak resident-memory increase of the first step in a fresh process per row
+(``ru_maxrss`` after it minus the resident memory before it, with the inputs already
+allocated and touched, after one step on 64 of the rows so that PyTorch's one-time
+initialisation is not counted), less the gradients' bytes. Every row but ``jax`` runs
+with ``MALLOC_MMAP_THRESHOLD_=1048576``, so that glibc returns freed blocks of 1 MB and
+more to the system instead of keeping them resident (without it the peak counts freed
+blocks that malloc kept; it also makes every new block of logits cost its page faults,
+which slows the blocked rows, not the materialized one, whose arrays are mapped anyway).
+The ``jax`` row's memory is XLA's accounting, not the resident set, and runs without it
+(XLA's allocations under it took 1.8x the time). Each row is run in a fresh process, so
+that one row's freed memory does not hide another's peak. ``x logits`` is that peak over
+the bytes of the float32 ``N x K`` logits.
 
 Usage::
 
@@ -46,7 +55,7 @@ from typing import Any
 import numpy as np
 
 EPSILON = 0.1
-VARIANTS = ("numpy", "torch", "torch-materialized")
+VARIANTS = ("numpy", "torch", "jax", "torch-materialized")
 SHAPES = ((4096, 256, 32000), (1024, 256, 128000))
 MB = 1e6
 
@@ -106,9 +115,32 @@ def torch_step(arrays: tuple[np.ndarray, ...], variant: str, chunk_size: int | N
     return step
 
 
+def jax_step(arrays: tuple[np.ndarray, ...], chunk_size: int | None) -> tuple[Any, int]:
+    """The compiled step and its temporaries' bytes (XLA's memory analysis)."""
+    import jax
+
+    from labelsmooth.jax import linear_cross_entropy
+
+    hidden, classifier, bias, labels = (jax.device_put(a) for a in arrays)
+
+    def loss(hidden: Any, classifier: Any, bias: Any) -> Any:
+        return linear_cross_entropy(hidden, classifier, labels, bias=bias, epsilon=EPSILON, chunk_size=chunk_size)
+
+    compiled = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))).lower(hidden, classifier, bias).compile()
+
+    def step() -> Any:
+        return jax.block_until_ready(compiled(hidden, classifier, bias))[1]
+
+    return step, compiled.memory_analysis().temp_size_in_bytes
+
+
 def run_variant(variant: str, shape: tuple[int, int, int], repeat: int, chunk_size: int | None) -> dict:
     """One row, in this process: the peak of the first step, then the median time."""
     arrays = inputs(*shape)
+    if variant == "jax":
+        step, temporaries = jax_step(arrays, chunk_size)
+        step()
+        return {"seconds": _median_time(step, repeat), "extra_bytes": temporaries}
     step = numpy_step(arrays, chunk_size) if variant == "numpy" else torch_step(arrays, variant, chunk_size)
     if variant == "numpy":
         tracemalloc.start()
@@ -125,12 +157,16 @@ def run_variant(variant: str, shape: tuple[int, int, int], repeat: int, chunk_si
         peak = max_rss_bytes() - before
     returned = sum(int(np.prod(g.shape)) * 4 for g in grads if g is not None)
     del grads
+    return {"seconds": _median_time(step, repeat), "extra_bytes": max(0, peak - returned)}
+
+
+def _median_time(step: Any, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"seconds": statistics.median(times), "extra_bytes": max(0, peak - returned)}
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -150,14 +186,16 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|")
     for shape in shapes:
         rows = {}
-        for variant in (*VARIANTS[2:], *VARIANTS[:2]):
+        for variant in (VARIANTS[-1], *VARIANTS[:-1]):
             command = [sys.executable, __file__, "--variant", variant, "--shapes", "x".join(map(str, shape))]
             command += ["--repeat", str(args.repeat)]
             if args.chunk_size is not None:
                 command += ["--chunk-size", str(args.chunk_size)]
             # Blocks of 1 MB and more are mapped and unmapped by malloc, not kept in its heap:
-            # resident memory then follows what is alive (for every row alike).
-            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+            # resident memory then follows what is alive (for every row it measures).
+            env = dict(os.environ)
+            if variant != "jax":
+                env["MALLOC_MMAP_THRESHOLD_"] = str(1 << 20)
             completed = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
             rows[variant] = json.loads(completed.stdout.strip().splitlines()[-1])
         logits_bytes = shape[0] * shape[2] * 4

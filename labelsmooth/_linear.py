@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_dask_array, is_numpy_array, is_torch_array
+from array_api_compat import is_dask_array, is_jax_array, is_numpy_array, is_torch_array
 
 from ._assembly import solve
 from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, wants_torch_autograd
@@ -50,29 +50,31 @@ __all__ = [
     "mean_denominators",
 ]
 
-# The default block holds at most 1/_FRACTION of the logits (half of that where a block's
-# gradient is a second array beside its logits) and at most _MAX_BLOCK_BYTES; logits of at
-# most _SINGLE_BLOCK_BYTES are one block (no memory to save there). Larger blocks make
-# the products faster (at 1024 x 256 x 128000, 32 -> 64 rows a block: 559 -> 471 ms for
-# the logits' product on torch).
+# The default block holds at most 1/(_FRACTION * copies) of the logits, where a block's
+# work keeps `copies` arrays of its size alive (in place: its logits; elsewhere their
+# gradient too; under jax.jit about five, measured with XLA's memory analysis), and at
+# most _MAX_BLOCK_BYTES; logits of at most _SINGLE_BLOCK_BYTES are one block (no memory to
+# save there). Larger blocks make the products faster (at 1024 x 256 x 128000, 32 -> 64
+# rows a block: 559 -> 471 ms for the logits' product on torch).
 _FRACTION = 16
 _MAX_BLOCK_BYTES = 32 << 20
 _SINGLE_BLOCK_BYTES = 1 << 20
+_COPIES = {"in place": 1, "arrays": 2, "traced jax": 4}
 # Classes of the classifier's gradient accumulated at a time on NumPy (a temporary of
 # _CLASS_SLICE x d instead of K x d).
 _CLASS_SLICE = 2048
 
 
-def default_chunk_size(num_rows: int, num_classes: int, itemsize: int, in_place: bool = True) -> int:
-    """Rows per block: at most 1/16 of the logits (1/32 unless ``in_place``) and 32 MiB of them.
+def default_chunk_size(num_rows: int, num_classes: int, itemsize: int, copies: int = 1) -> int:
+    """Rows per block: at most ``1/(16 copies)`` of the logits and 32 MiB of them.
 
-    Logits of at most 1 MiB in all are one block.
+    ``copies``: the arrays of a block's size its work keeps alive. Logits of at most
+    1 MiB in all are one block.
     """
     row_bytes = max(1, num_classes) * itemsize
     if num_rows * row_bytes <= _SINGLE_BLOCK_BYTES:
         return max(1, num_rows)
-    fraction = _FRACTION if in_place else 2 * _FRACTION
-    return max(1, min(num_rows // fraction, _MAX_BLOCK_BYTES // row_bytes))
+    return max(1, min(num_rows // (_FRACTION * copies), _MAX_BLOCK_BYTES // row_bytes))
 
 
 @dataclass
@@ -188,7 +190,8 @@ def _plan(hidden: Any, classifier: Any, targets: Any, options: dict) -> _Plan:
     in_place = _in_place(hidden, classifier, bias)
     if chunk_size is None:
         itemsize = xp.finfo(compute_dtype(xp, hidden.dtype)).bits // 8
-        chunk = default_chunk_size(num_rows, num_classes, itemsize, in_place is not None)
+        work = "in place" if in_place is not None else "traced jax" if _traced_jax(hidden) else "arrays"
+        chunk = default_chunk_size(num_rows, num_classes, itemsize, _COPIES[work])
     else:
         chunk = check_positive_int("chunk_size", chunk_size)
     hidden, targets = xp.reshape(hidden, (num_rows, features)), xp.reshape(targets, (num_rows,))
@@ -214,6 +217,11 @@ def _plan(hidden: Any, classifier: Any, targets: Any, options: dict) -> _Plan:
         denominators=denominators,
         in_place=in_place,
     )
+
+
+def _traced_jax(array: Any) -> bool:
+    """Whether ``array`` is a JAX tracer (under ``jit``, ``grad`` or another transformation)."""
+    return is_jax_array(array) and isinstance(array, sys.modules["jax"].core.Tracer)
 
 
 def _in_place(hidden: Any, classifier: Any, bias: Any) -> str | None:
@@ -242,27 +250,100 @@ def _block_logits(plan: _Plan, hidden: Any, buffer: Any) -> Any:
     return logits
 
 
-def _solve_block(plan: _Plan, start: int, stop: int, with_grad: bool, buffer: Any) -> tuple[Any, Any, Any]:
-    """``(hidden rows, loss, grad_logits)`` of one block of rows (the gradient over ``buffer``)."""
-    xp = plan.xp
-    hidden = plan.hidden[start:stop, ...]
-    logits = _block_logits(plan, hidden, buffer)
-    epsilon = plan.epsilon if isinstance(plan.epsilon, float) else plan.epsilon[start:stop]
+def _row_options(plan: _Plan, row_cotangent: Any) -> dict:
+    """The per-row arrays of the problem, ``(N, ...)`` (None where an option is not per row)."""
     prior = plan.prior
-    if prior is not None and not isinstance(prior, str) and prior.ndim == 2:
-        prior = prior[start:stop, ...]
-    problem = prepare(logits, plan.targets[start:stop], epsilon=epsilon, prior=prior, **plan.options, xp=xp)
+    per_row_prior = prior is not None and not isinstance(prior, str) and prior.ndim == 2
+    return {
+        "hidden": plan.hidden,
+        "targets": plan.targets,
+        "epsilon": None if isinstance(plan.epsilon, float) else plan.epsilon,
+        "prior": prior if per_row_prior else None,
+        "cotangent": row_cotangent,
+    }
+
+
+def _rows_of(rows: dict, start: int, stop: int) -> dict:
+    return {name: None if value is None else value[start:stop, ...] for name, value in rows.items()}
+
+
+def _solve_block(plan: _Plan, rows: dict, with_grad: bool, buffer: Any) -> tuple[Any, Any]:
+    """``(loss, grad_logits)`` of one block of rows (``_row_options`` sliced; the gradient over ``buffer``)."""
+    logits = _block_logits(plan, rows["hidden"], buffer)
+    epsilon = plan.epsilon if rows["epsilon"] is None else rows["epsilon"]
+    prior = plan.prior if rows["prior"] is None else rows["prior"]
+    problem = prepare(logits, rows["targets"], epsilon=epsilon, prior=prior, **plan.options, xp=plan.xp)
     overwrite = buffer is not None
     loss, grad = solve(problem, with_grad=with_grad, denominators=plan.denominators, overwrite_logits=overwrite)
-    return hidden, loss, grad
+    if rows["cotangent"] is not None and overwrite:
+        grad *= rows["cotangent"]
+    elif rows["cotangent"] is not None:
+        grad = grad * rows["cotangent"]
+    return loss, grad
+
+
+def _scan_blocks(plan: _Plan, sums: _Sums, rows: dict, count: int) -> None:
+    """The first ``count`` blocks as one ``jax.lax.scan`` into ``sums`` (traced JAX arrays).
+
+    Unrolled, XLA keeps every block's temporaries alive at once (4.6 GB beside 0.5 GB of
+    logits at 1024 x 256 x 128000); a scan compiles one block and reuses its buffers.
+    """
+    xp, chunk = plan.xp, plan.chunk
+    stacked = {
+        name: None if value is None else xp.reshape(value[: count * chunk, ...], (count, chunk, *value.shape[1:]))
+        for name, value in rows.items()
+    }
+
+    def block(carry: tuple, block_rows: dict) -> tuple:
+        part = _Sums(plan, sums.with_grad, scanned=True)
+        part.total, part.grad_classifier, part.grad_bias = carry
+        loss, grad = _solve_block(plan, block_rows, sums.with_grad, None)
+        part.add(0, chunk, block_rows["hidden"], loss, grad)
+        outputs = (part.losses[0] if part.losses else None, part.grad_hidden[0] if part.with_grad else None)
+        return (part.total, part.grad_classifier, part.grad_bias), outputs
+
+    start = (xp.zeros((), dtype=plan.acc), None, None)
+    if sums.with_grad:
+        grad_bias = None if plan.bias is None else xp.zeros(plan.classifier.shape[:1], dtype=plan.acc)
+        start = (start[0], xp.zeros(plan.classifier.shape, dtype=plan.hidden.dtype), grad_bias)
+    (total, grad_classifier, grad_bias), (losses, grad_hidden) = sys.modules["jax"].lax.scan(block, start, stacked)
+    sums.total, sums.grad_classifier, sums.grad_bias = total, grad_classifier, grad_bias
+    if losses is not None:
+        sums.losses.append(xp.reshape(losses, (count * chunk,)))
+    if grad_hidden is not None:
+        sums.grad_hidden.append(xp.reshape(grad_hidden, (count * chunk, plan.hidden.shape[-1])))
+
+
+def _add_in_class_slices(total: Any, grad: Any, hidden: Any) -> Any:
+    """``total + grad.T @ hidden`` on JAX, ``_CLASS_SLICE`` classes at a time.
+
+    XLA updates the slices of the loop's carry in place: no ``(K, d)`` temporary.
+    """
+    lax = sys.modules["jax"].lax
+    num_classes = total.shape[0]
+    whole = num_classes // _CLASS_SLICE
+
+    def add_slice(index: Any, total: Any) -> Any:
+        first = index * _CLASS_SLICE
+        columns = lax.dynamic_slice_in_dim(grad, first, _CLASS_SLICE, axis=1)
+        rows = lax.dynamic_slice_in_dim(total, first, _CLASS_SLICE, axis=0)
+        return lax.dynamic_update_slice_in_dim(total, rows + columns.T @ hidden, first, axis=0)
+
+    if whole:
+        total = lax.fori_loop(0, whole, add_slice, total)
+    if whole * _CLASS_SLICE < num_classes:
+        first = whole * _CLASS_SLICE
+        total = total.at[first:].add(grad[:, first:].T @ hidden)
+    return total
 
 
 class _Sums:
     """The block results added up: the loss (acc dtype, or the rows of ``"none"``) and the gradients."""
 
-    def __init__(self, plan: _Plan, with_grad: bool) -> None:
+    def __init__(self, plan: _Plan, with_grad: bool, scanned: bool = False) -> None:
         self.plan = plan
         self.with_grad = with_grad
+        self.scanned = scanned  # one block of a jax.lax.scan, the sums its carry
         self.losses: list[Any] = []
         self.total: Any = 0.0
         self.grad_hidden: list[Any] = []
@@ -297,6 +378,8 @@ class _Sums:
         """``grad_classifier += grad.T @ hidden`` (in place: without a K x d temporary)."""
         if self.grad_classifier is None:
             self.grad_classifier = self.plan.xp.matmul(grad.T, hidden)
+        elif self.scanned:
+            self.grad_classifier = _add_in_class_slices(self.grad_classifier, grad, hidden)
         elif self.in_place == "torch":
             self.grad_classifier.addmm_(grad.T, hidden)
         elif self.in_place == "numpy":
@@ -337,18 +420,20 @@ def evaluate(
     xp = plan.xp
     if row_cotangent is not None:
         row_cotangent = xp.reshape(xp.astype(row_cotangent, plan.hidden.dtype), (num_rows, 1))
+    rows = _row_options(plan, row_cotangent)
+    first = 0
+    if num_rows // plan.chunk >= 2 and _traced_jax(plan.hidden):
+        first = num_rows // plan.chunk * plan.chunk
+        _scan_blocks(plan, sums, rows, num_rows // plan.chunk)
     buffer = None
     if plan.in_place is not None:
         shape = (min(plan.chunk, num_rows), plan.classifier.shape[0])
         buffer = xp.empty(shape, dtype=plan.hidden.dtype, device=device_of(plan.hidden))
-    for start in range(0, max(num_rows, 1), plan.chunk):
+    for start in range(first, max(num_rows, 1), plan.chunk):
         stop = min(start + plan.chunk, num_rows)
-        block_hidden, loss, grad = _solve_block(plan, start, stop, with_grad, buffer)
-        if row_cotangent is not None and buffer is not None:
-            grad *= row_cotangent[start:stop, ...]
-        elif row_cotangent is not None:
-            grad = grad * row_cotangent[start:stop, ...]
-        sums.add(start, stop, block_hidden, loss, grad)
+        block_rows = _rows_of(rows, start, stop)
+        loss, grad = _solve_block(plan, block_rows, with_grad, buffer)
+        sums.add(start, stop, block_rows["hidden"], loss, grad)
         # Freed now, not when the next block's gradient replaces it (one block less at the peak).
         del grad
     return sums.result()
@@ -392,9 +477,9 @@ _PARAMETERS_DOC = r"""    Parameters
     softcap : float, optional
         Logits capped as ``softcap * tanh(z / softcap)`` before the loss.
     chunk_size : int, optional
-        Rows per block. Default: at most 1/16 of the rows (1/32 on JAX, Dask and
-        tensors that autograd records) and at most 32 MiB of logits per block (logits
-        of at most 1 MiB in all are one block).
+        Rows per block. Default: at most 1/16 of the rows on NumPy and on tensors that
+        autograd does not record (1/64 under ``jax.jit``, 1/32 elsewhere) and at most
+        32 MiB of logits per block (logits of at most 1 MiB in all are one block).
     xp : array namespace, optional
         Inferred from the array arguments when None.
 

@@ -495,14 +495,16 @@ def test_jax_edge_rows_and_dominated_rows(jit: bool, blocks: bool, monkeypatch: 
         ],
         dtype=np.float32,
     )
-    y = jnp.asarray([3, 0, 1, 2, 1, 2, 0])
+    y = np.array([3, 0, 1, 2, 1, 2, 0])
     for epsilon in (0.0, 0.1):
         static = {"epsilon": epsilon, "reduction": "none"}
-        (loss, grad), (loss_g, grad_g) = fast_and_generic(
-            jax_call, jit, ls.cross_entropy_with_grad, jnp.asarray(z), y, {}, static
-        )
-        assert_same(loss, loss_g, np.float32)
-        assert_same(grad, grad_g, np.float32)
+        loss, grad = jax_call(jit, ls.cross_entropy_with_grad, jnp.asarray(z), jnp.asarray(y), {}, static)
+        # The dense float64 oracle; the row with a +inf logit is NaN throughout, as
+        # docs/errors.md states (the oracle's log_softmax gives inf - inf there only in part).
+        expected_loss, expected_grad = reference(z.astype(np.float64), y, epsilon)
+        expected_loss[3], expected_grad[3] = np.nan, np.nan
+        assert_same(loss, expected_loss.astype(np.float32), np.float32)
+        assert_same(grad, expected_grad.astype(np.float32), np.float32, unit=1.0)
     # Rows dominated by their label: the loss keeps its relative precision.
     rng = np.random.default_rng(7)
     dominated = rng.standard_normal((6, 50)).astype(np.float32)

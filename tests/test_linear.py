@@ -233,8 +233,8 @@ def test_default_chunk_size() -> None:
     for rows, classes in [(4096, 32000), (1024, 128000), (100_000, 50_000), (64, 1_000_000)]:
         chunk = default_chunk_size(rows, classes, 4)
         assert 1 <= chunk <= max(1, rows // 16) and chunk * classes * 4 <= 32 << 20
-        # A second array beside each block's logits (no in-place work): half the share.
-        chunk = default_chunk_size(rows, classes, 4, in_place=False)
+        # Two arrays of a block's size alive at once (no in-place work): half the share.
+        chunk = default_chunk_size(rows, classes, 4, copies=2)
         assert 1 <= chunk <= max(1, rows // 32) and chunk * classes * 4 <= 32 << 20
 
 
@@ -334,6 +334,23 @@ def test_numpy_peak_memory_is_a_small_fraction_of_the_logits() -> None:
         tracemalloc.stop()
     returned = sum(g.nbytes for g in grads)
     assert peak - returned <= 0.1 * n * k * 4
+
+
+def test_jax_jit_temporaries_are_a_small_fraction_of_the_logits() -> None:
+    # XLA's own accounting of the compiled step's temporaries (beyond inputs and outputs).
+    jax = pytest.importorskip("jax")
+    from labelsmooth.jax import linear_cross_entropy as jax_linear
+
+    n, d, k = 1024, 32, 32000
+    h, w = jax.ShapeDtypeStruct((n, d), np.float32), jax.ShapeDtypeStruct((k, d), np.float32)
+    b, y = jax.ShapeDtypeStruct((k,), np.float32), jax.ShapeDtypeStruct((n,), np.int32)
+
+    def loss(h, w, b, y):
+        return jax_linear(h, w, y, bias=b, epsilon=0.1)
+
+    step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
+    temporaries = step.lower(h, w, b, y).compile().memory_analysis().temp_size_in_bytes
+    assert temporaries <= 0.1 * n * k * 4
 
 
 # --- labelsmooth.torch --------------------------------------------------------------------
