@@ -52,17 +52,20 @@ __all__ = [
 
 # The default block holds at most 1/(_FRACTION * copies) of the logits, where a block's
 # work keeps `copies` arrays of its size alive (in place: its logits; elsewhere their
-# gradient too; under jax.jit about five, measured with XLA's memory analysis), and at
+# gradient too; under jax.jit its logits and the kernel's temporaries for an eighth of
+# it, about 1.6 blocks in XLA's memory analysis), and at
 # most _MAX_BLOCK_BYTES; logits of at most _SINGLE_BLOCK_BYTES are one block (no memory to
 # save there). Larger blocks make the products faster (at 1024 x 256 x 128000, 32 -> 64
 # rows a block: 559 -> 471 ms for the logits' product on torch).
 _FRACTION = 16
 _MAX_BLOCK_BYTES = 32 << 20
 _SINGLE_BLOCK_BYTES = 1 << 20
-_COPIES = {"in place": 1, "arrays": 2, "traced jax": 4}
+_COPIES = {"in place": 1, "arrays": 2, "traced jax": 2}
 # Classes of the classifier's gradient accumulated at a time on NumPy (a temporary of
 # _CLASS_SLICE x d instead of K x d).
 _CLASS_SLICE = 2048
+# Under jax.jit, a block's kernel runs on at most this many parts of it in turn.
+_PARTS = 8
 
 
 def default_chunk_size(num_rows: int, num_classes: int, itemsize: int, copies: int = 1) -> int:
@@ -269,11 +272,14 @@ def _rows_of(rows: dict, start: int, stop: int) -> dict:
 
 def _solve_block(plan: _Plan, rows: dict, with_grad: bool, buffer: Any) -> tuple[Any, Any]:
     """``(loss, grad_logits)`` of one block of rows (``_row_options`` sliced; the gradient over ``buffer``)."""
-    logits = _block_logits(plan, rows["hidden"], buffer)
+    return _solve_logits(plan, _block_logits(plan, rows["hidden"], buffer), rows, with_grad, buffer is not None)
+
+
+def _solve_logits(plan: _Plan, logits: Any, rows: dict, with_grad: bool, overwrite: bool) -> tuple[Any, Any]:
+    """``(loss, grad_logits)`` of a block's logits (the gradient over them when ``overwrite``)."""
     epsilon = plan.epsilon if rows["epsilon"] is None else rows["epsilon"]
     prior = plan.prior if rows["prior"] is None else rows["prior"]
     problem = prepare(logits, rows["targets"], epsilon=epsilon, prior=prior, **plan.options, xp=plan.xp)
-    overwrite = buffer is not None
     loss, grad = solve(problem, with_grad=with_grad, denominators=plan.denominators, overwrite_logits=overwrite)
     if rows["cotangent"] is not None and overwrite:
         grad *= rows["cotangent"]
@@ -282,11 +288,46 @@ def _solve_block(plan: _Plan, rows: dict, with_grad: bool, buffer: Any) -> tuple
     return loss, grad
 
 
+def _solve_in_parts(plan: _Plan, rows: dict, with_grad: bool) -> tuple[Any, Any]:
+    """``_solve_block`` of traced JAX arrays, the kernel run on a few parts of the block in turn.
+
+    Each part's gradient is written over its logits (XLA updates the loop's carry in place),
+    so a block costs its logits and the kernel's temporaries of one part (XLA keeps about
+    five arrays of the part's size): blocks can be long enough for fast products.
+    """
+    lax = sys.modules["jax"].lax
+    logits = _block_logits(plan, rows["hidden"], None)
+    num_rows = logits.shape[0]
+    parts = max(p for p in range(1, min(_PARTS, num_rows) + 1) if num_rows % p == 0)
+    if parts == 1:
+        return _solve_logits(plan, logits, rows, with_grad, False)
+    size = num_rows // parts
+    row_values = {name: value for name, value in rows.items() if name != "hidden"}
+    none = plan.options["reduction"] == "none"
+
+    def part(index: Any, state: tuple) -> tuple:
+        logits, total = state
+        first = index * size
+        sub = {k: None if v is None else lax.dynamic_slice_in_dim(v, first, size, 0) for k, v in row_values.items()}
+        loss, grad = _solve_logits(plan, lax.dynamic_slice_in_dim(logits, first, size, 0), sub, with_grad, False)
+        if with_grad:
+            logits = lax.dynamic_update_slice_in_dim(logits, grad, first, 0)
+        if none:
+            return logits, lax.dynamic_update_slice_in_dim(total, loss, first, 0)
+        return logits, total + plan.xp.astype(loss, plan.acc)
+
+    xp = plan.xp
+    total = xp.zeros((num_rows,), dtype=plan.hidden.dtype) if none else xp.zeros((), dtype=plan.acc)
+    grad, loss = lax.fori_loop(0, parts, part, (logits, total))
+    return loss, grad if with_grad else None
+
+
 def _scan_blocks(plan: _Plan, sums: _Sums, rows: dict, count: int) -> None:
     """The first ``count`` blocks as one ``jax.lax.scan`` into ``sums`` (traced JAX arrays).
 
     Unrolled, XLA keeps every block's temporaries alive at once (4.6 GB beside 0.5 GB of
-    logits at 1024 x 256 x 128000); a scan compiles one block and reuses its buffers.
+    logits at 1024 x 256 x 128000); a scan compiles one block and reuses its buffers, and
+    each block runs the kernel a part at a time (``_solve_in_parts``).
     """
     xp, chunk = plan.xp, plan.chunk
     stacked = {
@@ -295,9 +336,9 @@ def _scan_blocks(plan: _Plan, sums: _Sums, rows: dict, count: int) -> None:
     }
 
     def block(carry: tuple, block_rows: dict) -> tuple:
-        part = _Sums(plan, sums.with_grad, scanned=True)
+        part = _Sums(plan, sums.with_grad, traced=True)
         part.total, part.grad_classifier, part.grad_bias = carry
-        loss, grad = _solve_block(plan, block_rows, sums.with_grad, None)
+        loss, grad = _solve_in_parts(plan, block_rows, sums.with_grad)
         part.add(0, chunk, block_rows["hidden"], loss, grad)
         outputs = (part.losses[0] if part.losses else None, part.grad_hidden[0] if part.with_grad else None)
         return (part.total, part.grad_classifier, part.grad_bias), outputs
@@ -340,10 +381,10 @@ def _add_in_class_slices(total: Any, grad: Any, hidden: Any) -> Any:
 class _Sums:
     """The block results added up: the loss (acc dtype, or the rows of ``"none"``) and the gradients."""
 
-    def __init__(self, plan: _Plan, with_grad: bool, scanned: bool = False) -> None:
+    def __init__(self, plan: _Plan, with_grad: bool, traced: bool = False) -> None:
         self.plan = plan
         self.with_grad = with_grad
-        self.scanned = scanned  # one block of a jax.lax.scan, the sums its carry
+        self.traced = traced  # traced JAX arrays: the classifier's gradient added in slices
         self.losses: list[Any] = []
         self.total: Any = 0.0
         self.grad_hidden: list[Any] = []
@@ -378,7 +419,7 @@ class _Sums:
         """``grad_classifier += grad.T @ hidden`` (in place: without a K x d temporary)."""
         if self.grad_classifier is None:
             self.grad_classifier = self.plan.xp.matmul(grad.T, hidden)
-        elif self.scanned:
+        elif self.traced:
             self.grad_classifier = _add_in_class_slices(self.grad_classifier, grad, hidden)
         elif self.in_place == "torch":
             self.grad_classifier.addmm_(grad.T, hidden)
@@ -415,14 +456,15 @@ def evaluate(
     before it reaches the three gradients: they are then those of ``sum(row_cotangent * loss)``.
     """
     plan = _plan(hidden, classifier, targets, dict(options))
-    sums = _Sums(plan, with_grad)
+    traced = _traced_jax(plan.hidden)
+    sums = _Sums(plan, with_grad, traced=traced)
     num_rows = plan.hidden.shape[0]
     xp = plan.xp
     if row_cotangent is not None:
         row_cotangent = xp.reshape(xp.astype(row_cotangent, plan.hidden.dtype), (num_rows, 1))
     rows = _row_options(plan, row_cotangent)
     first = 0
-    if num_rows // plan.chunk >= 2 and _traced_jax(plan.hidden):
+    if num_rows // plan.chunk >= 2 and traced:
         first = num_rows // plan.chunk * plan.chunk
         _scan_blocks(plan, sums, rows, num_rows // plan.chunk)
     buffer = None
@@ -432,7 +474,10 @@ def evaluate(
     for start in range(first, max(num_rows, 1), plan.chunk):
         stop = min(start + plan.chunk, num_rows)
         block_rows = _rows_of(rows, start, stop)
-        loss, grad = _solve_block(plan, block_rows, with_grad, buffer)
+        if traced:
+            loss, grad = _solve_in_parts(plan, block_rows, with_grad)
+        else:
+            loss, grad = _solve_block(plan, block_rows, with_grad, buffer)
         sums.add(start, stop, block_rows["hidden"], loss, grad)
         # Freed now, not when the next block's gradient replaces it (one block less at the peak).
         del grad
@@ -478,8 +523,8 @@ _PARAMETERS_DOC = r"""    Parameters
         Logits capped as ``softcap * tanh(z / softcap)`` before the loss.
     chunk_size : int, optional
         Rows per block. Default: at most 1/16 of the rows on NumPy and on tensors that
-        autograd does not record (1/64 under ``jax.jit``, 1/32 elsewhere) and at most
-        32 MiB of logits per block (logits of at most 1 MiB in all are one block).
+        autograd does not record (1/32 elsewhere) and at most 32 MiB of logits per block
+        (logits of at most 1 MiB in all are one block).
     xp : array namespace, optional
         Inferred from the array arguments when None.
 

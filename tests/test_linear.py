@@ -13,6 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
 from labelsmooth._linear import default_chunk_size, mean_denominators
@@ -334,6 +335,36 @@ def test_numpy_peak_memory_is_a_small_fraction_of_the_logits() -> None:
         tracemalloc.stop()
     returned = sum(g.nbytes for g in grads)
     assert peak - returned <= 0.1 * n * k * 4
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_jax_jit_blocks_in_parts_against_the_dense_oracle(reduction: str) -> None:
+    # Under jit the blocks are a scan and each block's kernel runs a part at a time: per-row
+    # options (epsilon, a prior per row) are sliced with the parts; 24 rows in blocks of 8
+    # (parts of one row) and a last block of 5 rows (one part).
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(11)
+    n, d, k = 29, 5, 13
+    h, w, b = rng.normal(size=(n, d)), rng.normal(size=(k, d)), rng.normal(size=k)
+    y = rng.integers(0, k, n)
+    epsilon = rng.uniform(0.0, 0.4, n)
+    prior = rng.dirichlet(np.ones(k), size=n)
+    settings = {"reduction": reduction, "z_loss": 0.01, "softcap": 3.0, "chunk_size": 8}
+    with jax.enable_x64(True):
+        jnp = jax.numpy
+
+        def step(h, w, b, epsilon, prior):
+            return ls.linear_cross_entropy_with_grad(
+                h, w, jnp.asarray(y), bias=b, epsilon=epsilon, prior=prior, **settings
+            )
+
+        loss, grads = jax.jit(step)(*(jnp.asarray(a) for a in (h, w, b, epsilon, prior)))
+        loss, grads = float(loss), [np.asarray(g) for g in grads]
+    options = {name: settings[name] for name in ("reduction", "z_loss", "softcap")}
+    expected, g = cross_entropy_rows(h @ w.T + b, y, epsilon=epsilon, prior=prior, **options)
+    np.testing.assert_allclose(loss, expected, rtol=1e-12)
+    for ours, truth in zip(grads, (g @ w, g.T @ h, g.sum(axis=0))):
+        np.testing.assert_allclose(ours, truth, rtol=1e-11, atol=1e-13)
 
 
 def test_jax_jit_temporaries_are_a_small_fraction_of_the_logits() -> None:
