@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from array_api_compat import is_array_api_obj
 
+from . import _small
 from ._assembly import solve
 from ._backend import is_jax_tracer, is_numpy_scalar, wants_torch_autograd
 from ._docs import LOSS_RETURNS_DOC, loss_doc
@@ -22,6 +23,9 @@ __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 @with_options()
 def cross_entropy(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> ArrayT:
+    small = _small.evaluate(logits, targets, options, with_grad=False)
+    if small is not None:
+        return small[0]
     if wants_torch_autograd(logits, (targets, *options.values())):
         # One evaluation forward and the analytic gradient backward, instead of autograd
         # recording the array-API kernel operation by operation.
@@ -54,11 +58,17 @@ def _array_and_static_options(options: Any) -> tuple[dict, dict] | None:
 
 @with_options()
 def cross_entropy_grad(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> ArrayT:
+    small = _small.evaluate(logits, targets, options, with_grad=True)
+    if small is not None:
+        return small[1]
     return solve(prepare(logits, targets, **options), with_grad=True)[1]
 
 
 @with_options()
 def cross_entropy_with_grad(logits: ArrayT, targets: Array, /, **options: Unpack[LossOptions]) -> tuple[ArrayT, ArrayT]:
+    small = _small.evaluate(logits, targets, options, with_grad=True)
+    if small is not None:
+        return small
     return solve(prepare(logits, targets, **options), with_grad=True)
 
 

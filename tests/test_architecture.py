@@ -2,9 +2,9 @@
 
 The layers, from the bottom: backend facts and argument checks; the numerical core; the
 kernel interface and the array-API kernel; the backend kernels; the loss assembled around
-a kernel, and problem preparation; PyTorch's and JAX's autodiff of the losses; the public functions;
-the framework adapters and the command line. A module may import from its own layer or
-below, and the graph of imports has no cycle.
+a kernel, problem preparation and the lean path of small problems; PyTorch's and JAX's
+autodiff of the losses; the public functions; the framework adapters and the command line.
+A module may import from its own layer or below, and the graph of imports has no cycle.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ LAYERS = [
     {"_core"},
     {"_kernel"},
     {"_numpy_fast", "_jax_fast", "_torch_fast"},
-    {"_assembly", "_problem"},
+    {"_assembly", "_problem", "_small"},
     {"_torch_autograd", "_jax_autodiff", "_vocab_parallel"},
     {"_torch_vocab_parallel", "_jax_vocab_parallel"},
     {"_losses", "_linear", "_kl", "_binary", "_softmax", "metrics", "schedules", "testing"},

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import labelsmooth as ls
-from labelsmooth import _jax_fast, _numpy_fast
+from labelsmooth import _jax_fast, _numpy_fast, _small
 from labelsmooth._backend import fast_paths
 
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -172,13 +172,19 @@ def test_numpy_threads_match_generic(threaded: None, rng: np.random.Generator, o
     check_against_generic(z, y, **kwargs)
 
 
-def test_fast_path_is_taken_for_the_common_options(numpy_calls: list, rng: np.random.Generator) -> None:
+def test_fast_path_is_taken_for_the_common_options(
+    numpy_calls: list, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small_calls: list = []
+    original = _small._evaluate
+    monkeypatch.setattr(_small, "_evaluate", lambda *args: small_calls.append(args[-1]) or original(*args))
     z, y = make(rng, 8, 5)
-    ls.cross_entropy(z, y, epsilon=0.1)
+    ls.cross_entropy(z, y, epsilon=0.1)  # the lean path of small problems
     ls.cross_entropy_with_grad(z, y, epsilon=0.1, prior="others", weight=np.ones(5, np.float32))
     ls.cross_entropy_grad(z, y, epsilon=np.full(8, 0.1), ignore_index=0, reduction="sum")
     ls.cross_entropy(np.moveaxis(z[:, :, None], 1, 1), y[:, None], axis=1)
-    assert numpy_calls == [False, True, True, False]
+    assert small_calls == [False]
+    assert numpy_calls == [True, True, False]
 
 
 def test_threads_give_the_single_thread_result(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import pytest
 from _formulas import cross_entropy_rows
 
 import labelsmooth as ls
-from labelsmooth import _jax_fast, _kernel, _numpy_fast
+from labelsmooth import _jax_fast, _kernel, _numpy_fast, _small
 from labelsmooth._assembly import solve
 from labelsmooth._backend import fast_paths
 from labelsmooth._problem import prepare
@@ -143,6 +143,7 @@ def _numpy_call(z: Any, targets: Any, kwargs: dict) -> tuple:
 
 def _numpy_layout(layout: str, targets: str, monkeypatch: pytest.MonkeyPatch, options: dict) -> None:
     """Make the NumPy kernel take its row-blocked passes, or fail if labels leave its transposed ones."""
+    monkeypatch.setattr(_small, "_MAX_CLASSES", 0)  # the kernel, not the lean path of small problems
     if layout == "blocked":
         monkeypatch.setattr(_numpy_fast, "_TRANSPOSED_MAX_CLASSES", 0)
         return
