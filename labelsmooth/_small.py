@@ -12,10 +12,10 @@ gradient's :func:`_core.scaled_gradient_coefficients`. The passes run on a float
 transposed ``(K, N)`` copy, as the NumPy kernel's few-class passes do: the reductions then
 run along the rows, vectorised, and every sum is float64.
 
-Anything else returns None and takes the general path, which also gives every error and
-edge case its result: labels out of range, non-finite logits or losses, rows dominated by
-their maximum (``s < 1 + 1/16``, whose loss the general kernel sums without the maximum's
-exact 1), other options, other array types and layouts.
+Rows dominated by their maximum (``s < 1 + 1/16``) have their sum taken again without the
+maximum's exact 1, as in the NumPy kernel. Anything else returns None and takes the
+general path, which also gives every error and edge case its result: labels out of range,
+non-finite logits or losses, other options, other array types and layouts.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["evaluate"]
 # logits of at most this many bytes.
 _MAX_CLASSES = 32
 _MAX_BYTES = 1 << 20
-# Rows whose exponential sum is below this are dominated by their maximum (see above).
+# Rows whose exponential sum is below this are dominated by their maximum.
 _DOMINATED_SUM = 1.0 + 1.0 / 16.0
 _OPTIONS = frozenset({"epsilon", "reduction", "axis"})
 _REDUCTIONS = ("mean", "sum", "none")
@@ -72,6 +72,22 @@ def _python_number(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _rest_of_sums(exp_shifted: Any, sums: Any) -> Any:
+    """``s - 1`` of every row, summed without the maximum's exact 1 where the row is dominated.
+
+    In a row whose sum is below ``1 + 1/16`` every other term is below 1/16: the maximum
+    is unique and the only term equal to 1, and leaving it out keeps the loss's relative
+    precision (``s - 1`` would keep only its absolute precision).
+    """
+    rest = sums - 1.0
+    dominated = np.flatnonzero(sums < _DOMINATED_SUM)
+    if dominated.size:
+        columns = exp_shifted[:, dominated]
+        columns[columns == 1.0] = 0.0
+        rest[dominated] = columns.sum(axis=0)
+    return rest
+
+
 def evaluate(logits: Any, targets: Any, options: Mapping[str, Any], *, with_grad: bool) -> tuple[Any, Any] | None:
     """``(loss, grad or None)`` of a problem this path takes, else None (see the module)."""
     if not _accepts(logits, targets, options):
@@ -100,9 +116,7 @@ def _evaluate(logits: Any, targets: Any, epsilon: float, reduction: str, with_gr
     distance = 0.0 if coefs.spread_coef is None else -(shifted.sum(axis=0) if per_row else shifted.sum())
     exp_shifted = np.exp(shifted, out=shifted)
     sums = exp_shifted.sum(axis=0)
-    if not sums.min() >= _DOMINATED_SUM:
-        return None
-    log_sum = np.log(sums)
+    log_sum = np.log1p(_rest_of_sums(exp_shifted, sums))
     if per_row:
         loss = _core.label_loss(coefs, log_sum, -0.5 * true_shifted, distance, 1.0, np, eager=True)
         finite = bool(np.isfinite(loss).all())

@@ -265,6 +265,7 @@ def test_numpy_kernel_against_pytorch(case: tuple) -> None:
 def test_numpy_kernel_threads_stay_within_threadpoolctl_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """A caller that limited its threads with threadpoolctl gets one thread from the kernel too."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_small, "_MAX_CLASSES", 0)  # the kernel, not the lean path of small problems
     monkeypatch.setattr(_numpy_fast, "_PARALLEL_MIN_ELEMENTS", 0)
     monkeypatch.setattr(_numpy_fast, "_BLOCK_BYTES", 1024)
     monkeypatch.setenv("LABELSMOOTH_NUM_THREADS", "4")

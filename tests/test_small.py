@@ -78,15 +78,20 @@ def test_lean_path_leaves_its_inputs_unchanged() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dominated_rows_leave_for_the_general_kernel(lean_calls: list, dtype: Any) -> None:
-    # A row whose maximum dominates: log(s) would lose the loss's relative precision.
+@pytest.mark.parametrize("epsilon", [0.0, 1e-9])
+def test_dominated_rows_keep_their_relative_precision(lean_calls: list, dtype: Any, epsilon: float) -> None:
+    # Rows whose maximum dominates: log(s) would keep only the loss's absolute precision.
     z, y = _problem(dtype)
     z[4, y[4]] += 40.0
-    loss = ls.cross_entropy(z, y, reduction="none")
-    assert lean_calls == [None]
-    expected, _ = cross_entropy_rows(z, y, reduction="none")
-    np.testing.assert_allclose(loss, expected, rtol=1e-13 if dtype == np.float64 else 2e-7)
-    assert 0.0 < loss[4] < 1e-15
+    z[9, y[9]] += 5.0
+    z[11, (y[11] + 1) % 7] += 40.0  # dominated by another class than the label
+    loss, grad = ls.cross_entropy_with_grad(z, y, epsilon=epsilon, reduction="none")
+    assert len(lean_calls) == 1 and lean_calls[0] is not None
+    expected, expected_grad = cross_entropy_rows(z, y, epsilon=epsilon, reduction="none")
+    rtol = 1e-13 if dtype == np.float64 else 2e-7
+    np.testing.assert_allclose(loss, expected, rtol=rtol)
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=rtol)
+    assert 0.0 < loss[4] < 1e-7  # about 1e-17 unsmoothed
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
