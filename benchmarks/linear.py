@@ -15,6 +15,11 @@ One training-style step at float32: the mean loss (epsilon = 0.1, integer labels
     PyTorch's own way: ``F.linear`` (the whole ``N x K`` logits), ``F.cross_entropy(
     label_smoothing=0.1)`` and ``backward()``.
 
+Cut Cross-Entropy (``cut-cross-entropy`` 25.1.1) and Liger-Kernel's fused linear
+cross-entropy (``liger-kernel`` 0.8.5) have no rows: both packages import ``triton`` when
+imported, and their kernels are GPU kernels (Cut Cross-Entropy's ``torch_compile``
+variant too sits behind that import), so neither runs on a CPU-only machine.
+
 Time: the median of ``--repeat`` steps after one warm-up step (for ``jax``, after its
 compilation). Peak memory, beyond the inputs and the returned gradients: for ``numpy`` the
 peak of ``tracemalloc`` (NumPy reports its allocations to it) during one step, less the
