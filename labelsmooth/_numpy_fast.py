@@ -579,15 +579,19 @@ def _run_transposed(task: Any) -> _kernel.RowStatistics | None:
 _REST_FLOOR = 2.0**-20
 
 
-def _rest_of_sums(exp_shifted: Any, flat: Any, columns: Any) -> Any:
+def _rest_of_sums(exp_shifted: Any, flat: Any, columns: Any, float32_result: bool | None = None) -> Any:
     """``s - 1`` of each column of ``exp(z - m)`` in float64, with full relative precision.
 
-    float32 columns are summed whole (the maximum's exact 1 included): ``s - 1`` then errs
-    by about 1e-16, negligible beside float32's unit unless the rest is tiny; columns
-    where some rest is below ``_REST_FLOOR`` and float64 columns are summed with the
-    maximum's 1 left out, so that ``log1p(rest)`` keeps full relative precision.
+    Columns of a float32 result (by default: float32 columns) are summed whole (the
+    maximum's exact 1 included): ``s - 1`` then errs by about 1e-16, negligible beside
+    float32's unit unless the rest is tiny; columns where some rest is below
+    ``_REST_FLOOR`` and those of a float64 result are summed with the maximum's 1 left
+    out, so that ``log1p(rest)`` keeps full relative precision. None when a maximum is not
+    finite.
     """
-    if exp_shifted.dtype == np.float32:
+    if float32_result is None:
+        float32_result = exp_shifted.dtype == np.float32
+    if float32_result:
         rest = exp_shifted.sum(axis=0, dtype=np.float64)
         rest -= 1.0
         if rest.min(initial=1.0) >= _REST_FLOOR:

@@ -4,30 +4,28 @@ A call on a small float32/float64 NumPy array of logits with class indices, a fl
 ``epsilon``, the uniform prior and no other option (the call an oracle in a test suite
 makes thousands of times) is evaluated here without :func:`_problem.prepare` and the
 general assembly, whose checks and plumbing cost more than the arithmetic at such sizes
-(at 256 x 10: 59 us a call, against 35 us for the naive NumPy loss and gradient; 23 us
-here). The algebra is the one of :mod:`_core`: the coefficients of
+(at 256 x 10: 59 us a call, against 35-37 us for the naive NumPy loss and gradient;
+24-33 us here). The algebra is the one of :mod:`_core`: the coefficients of
 :func:`_core.label_coefficients`, the loss of :func:`_core.label_loss` (applied to the
 sums over the rows, which it is linear in when its coefficients are scalars) and the
 gradient's :func:`_core.scaled_gradient_coefficients`. The passes run on a float64
-transposed ``(K, N)`` copy, as the NumPy kernel's few-class passes do: the reductions then
-run along the rows, vectorised, and every sum is float64.
-
-Rows dominated by their maximum (``s < 1 + 1/16``) have their sum taken again without the
-maximum's exact 1, as in the NumPy kernel. Anything else returns None and takes the
+transposed ``(K, N)`` copy, as the NumPy kernel's few-class passes do (the reductions then
+run along the rows, vectorised, and every sum is float64), with that kernel's row sums
+(``_numpy_fast._rest_of_sums``: the maximum's exact 1 left out where the result's
+precision needs it). Anything else returns None and takes the
 general path, which also gives every error and edge case its result: labels out of range,
 non-finite logits or losses, other options, other array types and layouts.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _numpy_fast
 from ._backend import fast_paths_enabled
 
 __all__ = ["evaluate"]
@@ -36,17 +34,8 @@ __all__ = ["evaluate"]
 # logits of at most this many bytes.
 _MAX_CLASSES = 32
 _MAX_BYTES = 1 << 20
-# Rows whose exponential sum is below this are dominated by their maximum.
-_DOMINATED_SUM = 1.0 + 1.0 / 16.0
 _OPTIONS = frozenset({"epsilon", "reduction", "axis"})
 _REDUCTIONS = ("mean", "sum", "none")
-
-
-@functools.lru_cache(maxsize=8)
-def _columns(count: int) -> np.ndarray:
-    columns = np.arange(count)
-    columns.flags.writeable = False
-    return columns
 
 
 def _accepts(logits: Any, targets: Any, options: Mapping[str, Any]) -> bool:
@@ -72,22 +61,6 @@ def _python_number(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _rest_of_sums(exp_shifted: Any, sums: Any) -> Any:
-    """``s - 1`` of every row, summed without the maximum's exact 1 where the row is dominated.
-
-    In a row whose sum is below ``1 + 1/16`` every other term is below 1/16: the maximum
-    is unique and the only term equal to 1, and leaving it out keeps the loss's relative
-    precision (``s - 1`` would keep only its absolute precision).
-    """
-    rest = sums - 1.0
-    dominated = np.flatnonzero(sums < _DOMINATED_SUM)
-    if dominated.size:
-        columns = exp_shifted[:, dominated]
-        columns[columns == 1.0] = 0.0
-        rest[dominated] = columns.sum(axis=0)
-    return rest
-
-
 def evaluate(logits: Any, targets: Any, options: Mapping[str, Any], *, with_grad: bool) -> tuple[Any, Any] | None:
     """``(loss, grad or None)`` of a problem this path takes, else None (see the module)."""
     if not _accepts(logits, targets, options):
@@ -106,7 +79,8 @@ def _evaluate(logits: Any, targets: Any, epsilon: float, reduction: str, with_gr
     flat = shifted.reshape(-1)
     # Flat indices of the labels in the (K, N) copy, in the index dtype (never the labels' own).
     at_label = targets.astype(np.intp) * rows
-    at_label += _columns(rows)
+    columns = _numpy_fast._columns(rows)
+    at_label += columns
     peak = shifted.max(axis=0)
     if not math.isfinite(peak.sum()):
         return None
@@ -115,8 +89,10 @@ def _evaluate(logits: Any, targets: Any, epsilon: float, reduction: str, with_gr
     true_shifted = flat[at_label]
     distance = 0.0 if coefs.spread_coef is None else -(shifted.sum(axis=0) if per_row else shifted.sum())
     exp_shifted = np.exp(shifted, out=shifted)
-    sums = exp_shifted.sum(axis=0)
-    log_sum = np.log1p(_rest_of_sums(exp_shifted, sums))
+    rest = _numpy_fast._rest_of_sums(exp_shifted, flat, columns, float32_result=logits.dtype == np.float32)
+    if rest is None:
+        return None
+    log_sum = np.log1p(rest)
     if per_row:
         loss = _core.label_loss(coefs, log_sum, -0.5 * true_shifted, distance, 1.0, np, eager=True)
         finite = bool(np.isfinite(loss).all())
@@ -131,7 +107,7 @@ def _evaluate(logits: Any, targets: Any, epsilon: float, reduction: str, with_gr
         return result, None
     total, spread, true = _core.scaled_gradient_coefficients(coefs, scale)
     # p T - spread - c_y e_y, written over the exponentials.
-    exp_shifted *= total / sums
+    exp_shifted *= total / (rest + 1.0)
     if spread is not None:
         exp_shifted -= spread
     flat[at_label] -= true

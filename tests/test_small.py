@@ -49,7 +49,7 @@ def test_lean_path_against_the_dense_oracle(lean_calls: list, dtype: Any, reduct
     only_loss, only_grad = ls.cross_entropy(z, y, **options), ls.cross_entropy_grad(z, y, **options)
     assert len(lean_calls) == 3 and all(call is not None for call in lean_calls)
     expected_loss, expected_grad = cross_entropy_rows(z, y, **options)
-    rtol = 1e-13 if dtype == np.float64 else 2e-7
+    rtol = 1e-14 if dtype == np.float64 else 2e-7
     for value in (loss, only_loss):
         assert isinstance(value, np.ndarray) and value.dtype == dtype and value.shape == np.shape(expected_loss)
         np.testing.assert_allclose(value, expected_loss, rtol=rtol)
@@ -88,7 +88,7 @@ def test_dominated_rows_keep_their_relative_precision(lean_calls: list, dtype: A
     loss, grad = ls.cross_entropy_with_grad(z, y, epsilon=epsilon, reduction="none")
     assert len(lean_calls) == 1 and lean_calls[0] is not None
     expected, expected_grad = cross_entropy_rows(z, y, epsilon=epsilon, reduction="none")
-    rtol = 1e-13 if dtype == np.float64 else 2e-7
+    rtol = 1e-14 if dtype == np.float64 else 2e-7
     np.testing.assert_allclose(loss, expected, rtol=rtol)
     np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=rtol)
     assert 0.0 < loss[4] < 1e-7  # about 1e-17 unsmoothed
