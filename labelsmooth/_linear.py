@@ -25,10 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_dask_array, is_jax_array, is_numpy_array, is_torch_array
+from array_api_compat import is_dask_array, is_numpy_array, is_torch_array
 
 from ._assembly import solve
-from ._backend import accumulation_dtype, compute_dtype, device_of, namespace_of, wants_torch_autograd
+from ._backend import (
+    accumulation_dtype,
+    compute_dtype,
+    device_of,
+    is_jax_tracer,
+    namespace_of,
+    wants_torch_autograd,
+)
 from ._problem import complete_options, prepare, with_options
 from ._validation import (
     check_broadcastable,
@@ -51,16 +58,15 @@ __all__ = [
 ]
 
 # The default block holds at most 1/(_FRACTION * copies) of the logits, where a block's
-# work keeps `copies` arrays of its size alive (in place: its logits; elsewhere their
-# gradient too; under jax.jit its logits and the kernel's temporaries for an eighth of
-# it, about 1.6 blocks in XLA's memory analysis), and at
-# most _MAX_BLOCK_BYTES; logits of at most _SINGLE_BLOCK_BYTES are one block (no memory to
-# save there). Larger blocks make the products faster (at 1024 x 256 x 128000, 32 -> 64
-# rows a block: 559 -> 471 ms for the logits' product on torch).
+# work keeps `copies` arrays of its size alive (in place: its logits, 1; elsewhere their
+# gradient too, 2; under jax.jit its logits and the kernel's temporaries for an eighth of
+# it, about 1.6 blocks in XLA's memory analysis, 2), and at most _MAX_BLOCK_BYTES; logits
+# of at most _SINGLE_BLOCK_BYTES are one block (no memory to save there). Larger blocks
+# make the products faster (at 1024 x 256 x 128000, 32 -> 64 rows a block: 559 -> 471 ms
+# for the logits' product on torch).
 _FRACTION = 16
 _MAX_BLOCK_BYTES = 32 << 20
 _SINGLE_BLOCK_BYTES = 1 << 20
-_COPIES = {"in place": 1, "arrays": 2, "traced jax": 2}
 # Classes of the classifier's gradient accumulated at a time on NumPy (a temporary of
 # _CLASS_SLICE x d instead of K x d).
 _CLASS_SLICE = 2048
@@ -193,8 +199,7 @@ def _plan(hidden: Any, classifier: Any, targets: Any, options: dict) -> _Plan:
     in_place = _in_place(hidden, classifier, bias)
     if chunk_size is None:
         itemsize = xp.finfo(compute_dtype(xp, hidden.dtype)).bits // 8
-        work = "in place" if in_place is not None else "traced jax" if _traced_jax(hidden) else "arrays"
-        chunk = default_chunk_size(num_rows, num_classes, itemsize, _COPIES[work])
+        chunk = default_chunk_size(num_rows, num_classes, itemsize, 1 if in_place is not None else 2)
     else:
         chunk = check_positive_int("chunk_size", chunk_size)
     hidden, targets = xp.reshape(hidden, (num_rows, features)), xp.reshape(targets, (num_rows,))
@@ -220,11 +225,6 @@ def _plan(hidden: Any, classifier: Any, targets: Any, options: dict) -> _Plan:
         denominators=denominators,
         in_place=in_place,
     )
-
-
-def _traced_jax(array: Any) -> bool:
-    """Whether ``array`` is a JAX tracer (under ``jit``, ``grad`` or another transformation)."""
-    return is_jax_array(array) and isinstance(array, sys.modules["jax"].core.Tracer)
 
 
 def _in_place(hidden: Any, classifier: Any, bias: Any) -> str | None:
@@ -456,7 +456,7 @@ def evaluate(
     before it reaches the three gradients: they are then those of ``sum(row_cotangent * loss)``.
     """
     plan = _plan(hidden, classifier, targets, dict(options))
-    traced = _traced_jax(plan.hidden)
+    traced = is_jax_tracer(plan.hidden)
     sums = _Sums(plan, with_grad, traced=traced)
     num_rows = plan.hidden.shape[0]
     xp = plan.xp
